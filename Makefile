@@ -1,0 +1,44 @@
+# Two entry points that work on a fresh machine with Python 3.11+ and make:
+#   make run    installs into .venv and serves on 127.0.0.1:7447 (in-memory store)
+#   make test   installs into .venv and runs lint, types and every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck pytest bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/livereplay serve
+
+lint: install
+	$(BIN)/ruff check client server tests bench
+	$(BIN)/ruff format --check client server tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python -m bench.run
+
+# Refresh the pinned versions after changing dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/livereplay-lock && $(PYTHON) -m venv /tmp/livereplay-lock
+	/tmp/livereplay-lock/bin/pip install -q '.[dev]'
+	/tmp/livereplay-lock/bin/pip freeze --exclude livereplay > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

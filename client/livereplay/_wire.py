@@ -1,0 +1,91 @@
+"""Wire shapes shared by the daemon and the clients (PROTOCOL.md sections 2, 5 and 7).
+
+Each stored event is encoded once, at append time, as JSON; frames are built by
+concatenating stored bytes, so a reader costs no per-event encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+U64_MAX: Final = 2**64 - 1
+# msgspec cannot bound above int64 in a type; `SessionTable` checks the upper bound.
+U64 = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One event of an append batch, as a writer sends it."""
+
+    revision: U64
+    payload: msgspec.Raw
+    position: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    turn_id: str | None = None
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[EventIn]
+    incarnation: str | None = None
+
+
+class EventRecord(msgspec.Struct):
+    """An event as readers receive it; field order is the protocol's."""
+
+    session_id: str
+    replay_incarnation_id: str
+    turn_id: str | None
+    revision: int
+    position: int
+    cursor: str
+    ts: int
+    payload: msgspec.Raw
+
+
+class EventOut(msgspec.Struct):
+    """An event as a client decodes it (payload decoded)."""
+
+    session_id: str
+    replay_incarnation_id: str
+    turn_id: str | None
+    revision: int
+    position: int
+    cursor: str
+    ts: int
+    payload: Any
+
+
+json_encoder: Final = msgspec.json.Encoder()
+msgpack_encoder: Final = msgspec.msgpack.Encoder()
+batch_decoder: Final = msgspec.json.Decoder(BatchIn)
+_any_json: Final = msgspec.json.Decoder()
+
+
+def encode_event(record: EventRecord) -> bytes:
+    return json_encoder.encode(record)
+
+
+def event_json_to_msgpack(data: bytes) -> bytes:
+    """The msgpack form of a stored JSON event, made once per event on first demand."""
+    return msgpack_encoder.encode(_any_json.decode(data))
+
+
+_JSON_EVENTS_HEAD: Final = b'{"type":"events","events":['
+# fixmap(2) "type": "events", "events": <array>
+_MSGPACK_EVENTS_HEAD: Final = b"\x82\xa4type\xa6events\xa6events"
+
+
+def json_events_frame(events: list[bytes]) -> bytes:
+    return _JSON_EVENTS_HEAD + b",".join(events) + b"]}"
+
+
+def msgpack_array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 2**16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def msgpack_events_frame(events: list[bytes]) -> bytes:
+    return _MSGPACK_EVENTS_HEAD + msgpack_array_header(len(events)) + b"".join(events)

@@ -1,0 +1,92 @@
+"""The ASGI application: explicit routes over one shared `AppState`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from . import http
+from .config import Settings
+from .http import ApiError, error_response
+from .logs import get_logger
+from .memory import MemoryStore
+from .metrics import Metrics
+from .state import AppState
+from .store import Store
+from .stream import stream
+
+log = get_logger("livereplay.app")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+def build_store(settings: Settings) -> Store:
+    return MemoryStore(settings.limits)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    settings = settings or Settings()
+    store = store or build_store(settings)
+    state = AppState(settings, store, Metrics(store.stats))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.start()
+        sweeper = asyncio.create_task(_sweep_forever(store))
+        log.info("started", instance=store.instance_id, host=settings.host, port=settings.port)
+        try:
+            yield
+        finally:
+            state.stopping = True
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await store.close()
+            log.info("stopped")
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        state.metrics.http_errors.labels(exc.code).inc()
+        return error_response(exc.status, exc.code, exc.message)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    session = "/v1/sessions/{session_id:str}"
+    routes = [
+        WebSocketRoute(session + "/stream", stream),
+        Route(session + "/cursor", http.get_cursor, methods=["GET"]),
+        Route(session + "/events", http.get_events, methods=["GET"]),
+        Route(session + "/events", http.post_events, methods=["POST"]),
+        Route(session + "/trim", http.post_trim, methods=["POST"]),
+        Route(session, http.delete_session, methods=["DELETE"]),
+        Route("/v1/sessions", http.list_sessions, methods=["GET"]),
+        Route("/healthz", http.healthz, methods=["GET"]),
+        Route("/readyz", http.readyz, methods=["GET"]),
+        Route("/metrics", http.metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
+    )
+    app.state.livereplay = state
+    return app
+
+
+async def _sweep_forever(store: Store) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            store.sweep()
+        except Exception:
+            log.exception("sweep_failed")

@@ -1,0 +1,88 @@
+"""The embedded default backend: every session log in this process's memory."""
+
+from __future__ import annotations
+
+import uuid
+
+from livereplay import AppendResult, Limits, SessionLog, SessionTable, Snapshot
+from livereplay._rules import Head
+from livereplay._wire import EventIn
+
+from .clock import now_ms
+from .metrics import StoreStats
+from .store import ChangeFeed, SessionInfo
+
+
+def session_info(log: SessionLog) -> SessionInfo:
+    head = Head.of(log)
+    return SessionInfo(
+        log.session_id,
+        log.incarnation,
+        head.tail_cursor,
+        head.oldest,
+        len(log.events),
+        log.retained_bytes,
+    )
+
+
+class MemoryStore:
+    def __init__(self, limits: Limits) -> None:
+        self.table = SessionTable(limits)
+        self.changes = ChangeFeed()
+        self.instance_id = uuid.uuid4().hex
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.changes.notify_all()
+
+    async def append(
+        self, session_id: str, incarnation: str | None, events: list[EventIn]
+    ) -> AppendResult:
+        result = self.table.append(session_id, incarnation, events, now_ms())
+        if result.accepted or result.took_over:
+            self.changes.notify(session_id)
+        return result
+
+    async def snapshot(self, session_id: str, after: int, limit: int, max_bytes: int) -> Snapshot:
+        # Age is enforced on read too, so an expired event is never served.
+        self.table.trim(session_id, now_ms())
+        return Snapshot.of(self.table.get(session_id), after, limit, max_bytes)
+
+    async def info(self, session_id: str) -> SessionInfo | None:
+        log = self.table.get(session_id)
+        return session_info(log) if log else None
+
+    async def trim(self, session_id: str) -> int | None:
+        dropped = self.table.trim(session_id, now_ms())
+        if dropped:
+            self.changes.notify(session_id)
+        return dropped
+
+    async def delete(self, session_id: str) -> bool:
+        deleted = self.table.delete(session_id)
+        if deleted:
+            self.changes.notify(session_id)
+        return deleted
+
+    async def list_sessions(self, after: str | None, limit: int) -> list[SessionInfo]:
+        page: list[SessionInfo] = []
+        for log in self.table.sessions(after):
+            if len(page) >= limit:
+                break
+            page.append(session_info(log))
+        return page
+
+    async def ready(self) -> bool:
+        return True
+
+    def stats(self) -> StoreStats:
+        table = self.table
+        trimmed = {cause.value: n for cause, n in table.trimmed.items()}
+        return StoreStats(len(table), table.retained_events, table.retained_bytes, trimmed)
+
+    def sweep(self) -> None:
+        """Age out events and forget idle sessions; readers of a forgotten one get a gap."""
+        for session_id in self.table.expire(now_ms()):
+            self.changes.notify(session_id)

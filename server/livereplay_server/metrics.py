@@ -1,0 +1,94 @@
+"""Prometheus metrics. One registry per app, so tests can run many apps in one process.
+
+Labels are bounded enums (codes, reasons, causes), never session ids or clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    sessions: int
+    retained_events: int
+    retained_bytes: int
+    trimmed: dict[str, int] = field(default_factory=dict)  # by cause, since start
+
+
+class _StoreCollector(Collector):
+    """Reads the store's own figures at scrape time, so the hot path keeps no gauges."""
+
+    def __init__(self, stats: Callable[[], StoreStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield GaugeMetricFamily("livereplay_sessions", "Sessions known", value=stats.sessions)
+        yield GaugeMetricFamily(
+            "livereplay_retained_events",
+            "Events retained in all sessions",
+            value=stats.retained_events,
+        )
+        yield GaugeMetricFamily(
+            "livereplay_retained_bytes",
+            "Bytes retained in all sessions",
+            value=stats.retained_bytes,
+        )
+        trimmed = CounterMetricFamily(
+            "livereplay_events_trimmed", "Events dropped by retention, by cause", labels=["cause"]
+        )
+        for cause, count in sorted(stats.trimmed.items()):
+            trimmed.add_metric([cause], count)
+        yield trimmed
+
+
+class Metrics:
+    def __init__(self, stats: Callable[[], StoreStats]) -> None:
+        r = self.registry = CollectorRegistry()
+        r.register(_StoreCollector(stats))
+        self.appended = Counter("livereplay_events_appended", "Events accepted", registry=r)
+        self.duplicates = Counter(
+            "livereplay_events_duplicate", "Events ignored as already appended", registry=r
+        )
+        self.append_refused = Counter(
+            "livereplay_appends_refused", "Append batches refused, by code", ["code"], registry=r
+        )
+        self.readers = Gauge("livereplay_readers", "Connected WebSocket readers", registry=r)
+        self.frames_sent = Counter(
+            "livereplay_frames_sent", "Frames sent to readers, by type", ["type"], registry=r
+        )
+        self.bytes_sent = Counter(
+            "livereplay_bytes_sent", "Frame bytes sent to readers", registry=r
+        )
+        self.events_sent = Counter(
+            "livereplay_events_sent", "Events delivered to readers", registry=r
+        )
+        self.gaps = Counter(
+            "livereplay_gaps", "Gaps issued, by reason and detail", ["reason", "detail"], registry=r
+        )
+        self.reader_cutoffs = Counter(
+            "livereplay_reader_cutoffs",
+            "Readers cut off because a send or close timed out",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "livereplay_connections_refused",
+            "Reader connections refused, by code",
+            ["code"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "livereplay_http_errors", "HTTP error answers, by code", ["code"], registry=r
+        )
+        self.backlog_events = Histogram(
+            "livereplay_backlog_events",
+            "Events replayed before caught_up, per connection",
+            buckets=(0, 1, 10, 100, 1000, 10000),
+            registry=r,
+        )

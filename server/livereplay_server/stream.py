@@ -1,0 +1,208 @@
+"""The reader WebSocket: backlog, `caught_up`, then live events, with gaps as frames.
+
+The handler is a thin I/O loop around `Subscription`: it reads a snapshot after
+the reader's position, sends what the subscription answers, and when caught up
+waits for the session's next change. Every send has a timeout, and a receive
+task notices a closed socket (or uvicorn's 1012 on shutdown) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from livereplay import (
+    Cursor,
+    Gap,
+    MalformedCursor,
+    StartWord,
+    Subscription,
+    WrongSession,
+    parse_start,
+    valid_session_id,
+)
+from livereplay._rules import CaughtUp, Events, Hello, Output
+
+from . import frames
+from .clock import now_ms
+from .frames import Codec
+from .logs import get_logger
+from .state import AppState
+
+log = get_logger("livereplay.stream")
+
+CLOSE_CLIENT_FAULT = 4400
+CLOSE_INTERNAL = 1011
+# A busy reader yields to the event loop after this many backlog pages.
+PAGES_PER_YIELD = 4
+
+
+class ReaderGone(Exception):
+    """The reader disconnected or was cut off; stop serving it."""
+
+
+class Connection:
+    """One reader socket: encodes frames for its codec and sends them with a timeout."""
+
+    def __init__(self, ws: WebSocket, state: AppState, codec: Codec) -> None:
+        self.ws = ws
+        self.state = state
+        self.codec = codec
+        self.last_sent = asyncio.get_running_loop().time()
+
+    async def send_raw(self, data: bytes, frame_type: str) -> None:
+        message: dict[str, Any] = {"type": "websocket.send"}
+        if self.codec.text:
+            message["text"] = data.decode()
+        else:
+            message["bytes"] = data
+        try:
+            async with asyncio.timeout(self.state.settings.send_timeout_s):
+                await self.ws.send(message)
+        except TimeoutError:
+            self.state.metrics.reader_cutoffs.inc()
+            log.warning("reader_cut_off", reason="send_timeout")
+            raise ReaderGone from None
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            raise ReaderGone from None
+        self.last_sent = asyncio.get_running_loop().time()
+        metrics = self.state.metrics
+        metrics.frames_sent.labels(frame_type).inc()
+        metrics.bytes_sent.inc(len(data))
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.send_raw(self.codec.encode(frame), frame["type"])
+
+    async def close(self, code: int) -> None:
+        # A peer that stopped reading would block the close frame forever.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code)
+
+
+async def stream(ws: WebSocket) -> None:
+    state: AppState = ws.app.state.livereplay
+    codec = frames.choose_codec(list(ws.scope.get("subprotocols", [])))
+    await ws.accept(subprotocol=codec.subprotocol)
+    conn = Connection(ws, state, codec)
+    session_id: str = ws.path_params["session_id"]
+    try:
+        start = _parse_request(session_id, ws.query_params.get("cursor"))
+    except ClientFault as fault:
+        state.metrics.connections_refused.labels(fault.code).inc()
+        with contextlib.suppress(ReaderGone):
+            await conn.send(frames.error(fault.code, fault.message))
+        await conn.close(CLOSE_CLIENT_FAULT)
+        return
+
+    receiver = asyncio.create_task(_drain_incoming(ws))
+    state.store.changes.watch(session_id)
+    state.metrics.readers.inc()
+    try:
+        await _serve(conn, session_id, start, receiver)
+    except ReaderGone:
+        pass
+    except Exception:
+        log.exception("reader_failed", session_id=session_id)
+        await conn.close(CLOSE_INTERNAL)
+    finally:
+        state.metrics.readers.dec()
+        state.store.changes.unwatch(session_id)
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await receiver
+
+
+class ClientFault(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _parse_request(session_id: str, cursor: str | None) -> Cursor | StartWord:
+    if not valid_session_id(session_id):
+        raise ClientFault(
+            "invalid_session_id", "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -"
+        )
+    if cursor is None:
+        raise ClientFault("malformed_cursor", "the `cursor` query parameter is required")
+    try:
+        return parse_start(cursor, session_id)
+    except (MalformedCursor, WrongSession) as exc:
+        raise ClientFault(exc.code, str(exc)) from None
+
+
+async def _drain_incoming(ws: WebSocket) -> None:
+    """Readers send nothing we need; receiving is how a close is noticed."""
+    with contextlib.suppress(Exception):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+async def _serve(
+    conn: Connection, session_id: str, start: Cursor | StartWord, receiver: asyncio.Task[None]
+) -> None:
+    state = conn.state
+    settings = state.settings
+    store = state.store
+    loop = asyncio.get_running_loop()
+    sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms)
+    head: Cursor | None = None
+    backlog = 0
+    pages = 0
+    while not receiver.done():
+        change = store.changes.next_change(session_id)
+        snapshot = await store.snapshot(
+            session_id, sub.after(), settings.max_frame_events, settings.max_frame_bytes
+        )
+        if snapshot.head is not None:
+            head = snapshot.head.tail_cursor
+        was_caught_up = sub.caught_up
+        for output in sub.feed(snapshot, now_ms()):
+            await _send_output(conn, output, settings.heartbeat_s)
+            if isinstance(output, Events) and not sub.caught_up:
+                backlog += len(output.events)
+        if sub.caught_up and not was_caught_up:
+            state.metrics.backlog_events.observe(backlog)
+        if sub.more:
+            pages += 1
+            if pages % PAGES_PER_YIELD == 0:
+                await asyncio.sleep(0)
+            continue
+        # Caught up: wait for a change, a disconnect, the end of the startup grace,
+        # or the moment a heartbeat is due.
+        while True:
+            timeout = conn.last_sent + settings.heartbeat_s - loop.time()
+            if not sub.caught_up and sub.in_grace(now_ms()):
+                timeout = min(timeout, (sub.grace_until_ms - now_ms()) / 1000)
+            done, _ = await asyncio.wait(
+                {change, receiver}, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                break
+            if loop.time() >= conn.last_sent + settings.heartbeat_s:
+                await conn.send(frames.heartbeat(head))
+            else:
+                break  # the startup grace ended: read again
+
+
+async def _send_output(conn: Connection, output: Output, heartbeat_s: float) -> None:
+    metrics = conn.state.metrics
+    if isinstance(output, Events):
+        await conn.send_raw(conn.codec.events(output.events), "events")
+        metrics.events_sent.inc(len(output.events))
+    elif isinstance(output, Gap):
+        metrics.gaps.labels(output.reason.value, output.detail.value).inc()
+        await conn.send(frames.gap(output))
+    elif isinstance(output, CaughtUp):
+        await conn.send(frames.caught_up(output.cursor))
+    elif isinstance(output, Hello):
+        await conn.send(
+            frames.hello(conn.ws.path_params["session_id"], output.cursor, output.head, heartbeat_s)
+        )
