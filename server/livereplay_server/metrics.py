@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -46,6 +46,10 @@ class _StoreCollector(Collector):
         for cause, count in sorted(stats.trimmed.items()):
             trimmed.add_metric([cause], count)
         yield trimmed
+
+
+# `_created` series double the output and mean nothing to a scraper of this daemon.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:

@@ -154,7 +154,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms)
     head: Cursor | None = None
-    backlog = 0
+    backlog: int | None = 0  # events sent before caught_up; None once it is sent
     pages = 0
     while not receiver.done():
         change = store.changes.next_change(session_id)
@@ -163,13 +163,14 @@ async def _serve(
         )
         if snapshot.head is not None:
             head = snapshot.head.tail_cursor
-        was_caught_up = sub.caught_up
         for output in sub.feed(snapshot, now_ms()):
             await _send_output(conn, output, settings.heartbeat_s)
-            if isinstance(output, Events) and not sub.caught_up:
-                backlog += len(output.events)
-        if sub.caught_up and not was_caught_up:
-            state.metrics.backlog_events.observe(backlog)
+            if backlog is not None:
+                if isinstance(output, Events):
+                    backlog += len(output.events)
+                elif isinstance(output, CaughtUp):
+                    state.metrics.backlog_events.observe(backlog)
+                    backlog = None
         if sub.more:
             pages += 1
             if pages % PAGES_PER_YIELD == 0:

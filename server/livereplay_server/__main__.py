@@ -1,0 +1,5 @@
+"""`python -m livereplay_server` is the `livereplay` command."""
+
+from .cli import main
+
+main()
