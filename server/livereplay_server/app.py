@@ -19,7 +19,7 @@ from .logs import get_logger
 from .memory import MemoryStore
 from .metrics import Metrics
 from .state import AppState
-from .store import Store
+from .store import Store, StoreUnavailable
 from .stream import stream
 
 log = get_logger("livereplay.app")
@@ -56,6 +56,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         state.metrics.http_errors.labels(exc.code).inc()
         return error_response(exc.status, exc.code, exc.message)
 
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        state.metrics.http_errors.labels("unavailable").inc()
+        return error_response(503, "unavailable", f"the storage backend is unavailable: {exc}")
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -77,7 +81,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: api_error, HTTPException: http_error},
+        exception_handlers={
+            ApiError: api_error,
+            StoreUnavailable: store_unavailable,
+            HTTPException: http_error,
+        },
     )
     app.state.livereplay = state
     return app

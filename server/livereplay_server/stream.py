@@ -31,6 +31,7 @@ from .clock import now_ms
 from .frames import Codec
 from .logs import get_logger
 from .state import AppState
+from .store import StoreUnavailable
 
 log = get_logger("livereplay.stream")
 
@@ -105,6 +106,10 @@ async def stream(ws: WebSocket) -> None:
         await _serve(conn, session_id, start, receiver)
     except ReaderGone:
         pass
+    except StoreUnavailable:
+        # The reader reconnects with its cursor once the backend is back.
+        log.warning("reader_closed", session_id=session_id, reason="store_unavailable")
+        await conn.close(CLOSE_INTERNAL)
     except Exception:
         log.exception("reader_failed", session_id=session_id)
         await conn.close(CLOSE_INTERNAL)
