@@ -65,13 +65,15 @@ async def test_latest_skips_history_and_waits_for_new_events(daemon: InProcessDa
 
 
 async def test_a_reader_of_an_unknown_session_waits_for_it(daemon: InProcessDaemon) -> None:
-    async with httpx.AsyncClient(base_url=daemon.http_url) as client:
-        async with open_stream(daemon.stream_url("later", "earliest")) as ws:
-            hello = await recv(ws)
-            assert hello["type"] == "hello" and hello["cursor"] is None and hello["head"] is None
-            assert (await recv(ws))["type"] == "caught_up"
-            await append(client, "later", ["first", "second"])
-            assert positions([await recv(ws)]) == [1, 2]
+    async with (
+        httpx.AsyncClient(base_url=daemon.http_url) as client,
+        open_stream(daemon.stream_url("later", "earliest")) as ws,
+    ):
+        hello = await recv(ws)
+        assert hello["type"] == "hello" and hello["cursor"] is None and hello["head"] is None
+        assert (await recv(ws))["type"] == "caught_up"
+        await append(client, "later", ["first", "second"])
+        assert positions([await recv(ws)]) == [1, 2]
 
 
 async def test_live_events_are_batched_and_pages_respect_the_frame_limit() -> None:
@@ -182,14 +184,16 @@ async def test_gap_ahead_of_tail(daemon: InProcessDaemon) -> None:
 
 
 async def test_gap_unknown_session_then_waits_as_earliest(daemon: InProcessDaemon) -> None:
-    async with httpx.AsyncClient(base_url=daemon.http_url) as client:
-        async with open_stream(daemon.stream_url("gone", f"lashsc2:{INC}:1:4:gone")) as ws:
-            frames = await recv_until(ws, "caught_up")
-            gap = frames[1]
-            assert (gap["reason"], gap["detail"]) == ("unavailable", "unknown_session")
-            assert gap["latest_cursor"] is None and gap["latest_revision"] is None
-            await append(client, "gone", ["new"])
-            assert positions([await recv(ws)]) == [1]
+    async with (
+        httpx.AsyncClient(base_url=daemon.http_url) as client,
+        open_stream(daemon.stream_url("gone", f"lashsc2:{INC}:1:4:gone")) as ws,
+    ):
+        frames = await recv_until(ws, "caught_up")
+        gap = frames[1]
+        assert (gap["reason"], gap["detail"]) == ("unavailable", "unknown_session")
+        assert gap["latest_cursor"] is None and gap["latest_revision"] is None
+        await append(client, "gone", ["new"])
+        assert positions([await recv(ws)]) == [1]
 
 
 async def test_gap_session_deleted_while_reading(daemon: InProcessDaemon) -> None:
