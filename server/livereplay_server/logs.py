@@ -56,8 +56,18 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # One line per reader connection from the websockets protocol is noise at INFO.
-    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("uvicorn.error").addFilter(_drop_connection_chatter)
+
+
+_CHATTER = ("connection open", "connection closed", "[accepted]")
+
+
+def _drop_connection_chatter(record: logging.LogRecord) -> bool:
+    """uvicorn logs every WebSocket open and close at INFO: noise with many readers."""
+    if record.levelno > logging.INFO:
+        return True
+    message = record.getMessage()
+    return not any(part in message for part in _CHATTER)
 
 
 def get_logger(name: str) -> Any:

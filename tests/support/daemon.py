@@ -120,17 +120,17 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.logs()}")
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.logs()[-4000:]}")
             try:
                 with urllib.request.urlopen(self.http_url + "/healthz", timeout=1):
                     return
             except OSError:
                 time.sleep(0.05)
-        raise TimeoutError(f"daemon did not answer /healthz: {self.logs()}")
+        raise TimeoutError(f"daemon did not answer /healthz: {self.logs()[-4000:]}")
 
     def logs(self) -> str:
         try:
-            return self.log_path.read_text()[-4000:]
+            return self.log_path.read_text()
         except OSError:
             return ""
 
