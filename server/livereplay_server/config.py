@@ -84,6 +84,9 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
+_METAVARS: dict[type, str] = {int: "N", float: "SECONDS", bool: "BOOL", str: "TEXT"}
+
+
 def env_name(name: str) -> str:
     return "LIVEREPLAY_" + name.upper()
 
@@ -109,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=kind(env) if env is not None else default,
             choices=choices.get(f.name),
             help=help_text,
-            metavar=None if f.name in choices else f.name.split("_")[-1].upper(),
+            metavar=None if f.name in choices else _METAVARS[type(default)],
         )
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import httpx
 import pytest
@@ -73,3 +74,9 @@ async def test_logs_are_json_lines_with_uvicorn_lines_and_no_payloads() -> None:
     assert any(r.get("logger") == "uvicorn.error" for r in records)
     assert any(r.get("event") == "started" for r in records)
     assert all(secret not in line for line in lines)
+
+
+def test_readme_documents_every_flag() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for f in fields(config.Settings):
+        assert "`--" + f.name.replace("_", "-") + "`" in readme, f.name
