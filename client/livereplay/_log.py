@@ -41,7 +41,6 @@ class TrimCause(StrEnum):
     BYTES = "bytes"
     AGE = "age"
     BUDGET = "budget"
-    MANUAL = "manual"
 
 
 @dataclass(slots=True)

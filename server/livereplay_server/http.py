@@ -140,7 +140,7 @@ async def get_events(request: Request) -> Response:
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else 2**64)
     snapshot = await state.store.snapshot(
-        session_id, min(after, 2**64 - 1), limit, state.settings.max_batch_bytes
+        session_id, min(after, 2**64 - 1), limit, state.settings.max_frame_bytes
     )
     if (
         snapshot.head is None
