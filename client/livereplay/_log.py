@@ -132,7 +132,9 @@ class SessionLog:
         event = self.events.popleft()
         self.retained_bytes -= event.size
         oldest = self.events[0].position if self.events else self.tail + 1
-        while self.holes and self.holes[0][1] < oldest:
+        # A hole ending just before the oldest retained event still answers a reader
+        # whose cursor is at the hole's start - 1: it missed nothing but the hole.
+        while self.holes and self.holes[0][1] + 1 < oldest:
             self.holes.popleft()
         return event
 
@@ -280,8 +282,14 @@ class SessionTable:
             raise AppendRefused(
                 "invalid_event", "without an incarnation, no event carries a position"
             )
-        if any(e.revision > U64_MAX or (e.position or 0) > U64_MAX for e in events):
-            raise AppendRefused("invalid_event", "revision and position are unsigned 64-bit")
+        if any(
+            not 0 <= e.revision <= U64_MAX
+            or (e.position is not None and not 1 <= e.position <= U64_MAX)
+            for e in events
+        ):
+            raise AppendRefused(
+                "invalid_event", "revision is an unsigned 64-bit integer, position one >= 1"
+            )
 
     def _create(self, session_id: str, incarnation: str) -> SessionLog:
         log = SessionLog(session_id, incarnation)

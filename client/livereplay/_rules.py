@@ -124,6 +124,19 @@ def check(head: Head, cursor: Cursor, snapshot: Snapshot, *, reading: bool) -> G
     )
 
 
+def _contiguous(events: list[StoredEvent], after: int) -> list[StoredEvent]:
+    """The events at `after + 1`, `after + 2`, ...: a page stops before a hole, so the
+    next read reports it as a gap instead of skipping it."""
+    page: list[StoredEvent] = []
+    for event in events:
+        if event.position <= after:
+            continue
+        if event.position != after + 1 + len(page):
+            break
+        page.append(event)
+    return page
+
+
 # -- a reader's progress -----------------------------------------------------
 
 
@@ -203,10 +216,13 @@ class Subscription:
             out.append(gap)
             assert gap.latest_cursor is not None
             self.cursor = gap.latest_cursor
+            # Positioned at the tail, this connection is now reading: a later trim past
+            # its position is `lagged`, not `retention`.
+            self._reading = True
             self._mark_caught_up(out)
             return out
         self._reading = True
-        page = [e for e in snapshot.events if e.position > self.cursor.position]
+        page = _contiguous(snapshot.events, self.cursor.position)
         if page:
             out.append(Events(page))
             last = page[-1]
@@ -226,10 +242,17 @@ class Subscription:
             out.append(Gap.unknown(self.session_id, str(cursor), detail))
             self.cursor = None
             self._word = "earliest"
+            self._seen_session = False  # one gap per deletion; then wait as for `earliest`
         elif self._seen_session:
             requested = str(cursor) if cursor is not None else self._requested
             out.append(Gap.unknown(self.session_id, requested, GapDetail.SESSION_DELETED))
             self.cursor = None
+            self._word = "earliest"
+            self._seen_session = False
+        elif cursor is None and not self.in_grace(now_ms):
+            # `latest` means what is appended from now on: for a session that does not
+            # exist yet, that is all of it. (During the startup grace an unknown session
+            # may be one whose writer is about to re-send old history, so keep the tail.)
             self._word = "earliest"
         self._mark_caught_up(out)
 
@@ -254,7 +277,7 @@ def read_page(
     if gap is not None:
         assert gap.latest_cursor is not None
         return [], gap, gap.latest_cursor, True
-    page = [e for e in snapshot.events if e.position > cursor.position]
+    page = _contiguous(snapshot.events, cursor.position)
     if page:
         last = page[-1]
         cursor = Cursor(head.incarnation, last.revision, last.position, session_id)

@@ -6,6 +6,7 @@ concatenating stored bytes, so a reader costs no per-event encoding.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -66,8 +67,28 @@ def encode_event(record: EventRecord) -> bytes:
 
 
 def event_json_to_msgpack(data: bytes) -> bytes:
-    """The msgpack form of a stored JSON event, made once per event on first demand."""
-    return msgpack_encoder.encode(_any_json.decode(data))
+    """The msgpack form of a stored JSON event, made once per event on first demand.
+
+    JSON can hold numbers msgpack cannot (integers beyond 64 bits, `1e400`): those
+    become the nearest msgpack value, a decimal string for such an integer and an
+    infinite float for such a number, rather than failing the reader.
+    """
+    try:
+        return msgpack_encoder.encode(_any_json.decode(data))
+    except (msgspec.DecodeError, OverflowError):
+        return msgpack_encoder.encode(_fit_msgpack(json.loads(data)))
+
+
+def _fit_msgpack(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value <= U64_MAX else str(value)
+    if isinstance(value, list):
+        return [_fit_msgpack(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _fit_msgpack(v) for k, v in value.items()}
+    return value
 
 
 _JSON_EVENTS_HEAD: Final = b'{"type":"events","events":['
