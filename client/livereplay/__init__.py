@@ -16,23 +16,34 @@ from ._cursor import (
 )
 from ._log import AppendRefused, AppendResult, Limits, SessionLog, SessionTable, StoredEvent
 from ._rules import Gap, GapDetail, GapReason, Head, Snapshot, Subscription
+from ._sender import WriterOptions
+from ._subscription import SubscriberLagged, WindowSubscription
+from ._wire import EventOut
+from ._writer import ClientClosed, LiveReplayClient, WriterStats
 
 __all__ = [
     "AppendRefused",
     "AppendResult",
+    "ClientClosed",
     "Cursor",
+    "EventOut",
     "Gap",
     "GapDetail",
     "GapReason",
     "Head",
     "Limits",
+    "LiveReplayClient",
     "MalformedCursor",
     "SessionLog",
     "SessionTable",
     "Snapshot",
     "StartWord",
     "StoredEvent",
+    "SubscriberLagged",
     "Subscription",
+    "WindowSubscription",
+    "WriterOptions",
+    "WriterStats",
     "WrongSession",
     "parse_cursor",
     "parse_start",

@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from . import http
 from .config import Settings
 from .http import ApiError, error_response
+from .ingest import ingest
 from .logs import get_logger
 from .memory import MemoryStore
 from .metrics import Metrics
@@ -28,6 +29,11 @@ SWEEP_INTERVAL_S = 1.0
 
 
 def build_store(settings: Settings) -> Store:
+    if settings.backend == "redis":
+        # Imported here so the default (memory) daemon never imports redis.
+        from .redis_store import RedisStore
+
+        return RedisStore(settings.limits, settings.redis_url, settings.redis_key_prefix)
     return MemoryStore(settings.limits)
 
 
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     session = "/v1/sessions/{session_id:str}"
     routes = [
         WebSocketRoute(session + "/stream", stream),
+        WebSocketRoute("/v1/ingest", ingest),
         Route(session + "/cursor", http.get_cursor, methods=["GET"]),
         Route(session + "/events", http.get_events, methods=["GET"]),
         Route(session + "/events", http.post_events, methods=["POST"]),

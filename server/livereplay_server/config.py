@@ -62,6 +62,18 @@ class Settings:
         default="auto", metadata={"help": "json, console, or auto (json when not on a terminal)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    backend: str = field(
+        default="memory",
+        metadata={"help": "memory (this process only) or redis (several daemons share the logs)"},
+    )
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata={"help": "Redis to use with --backend redis (redis://, rediss:// or unix://)"},
+    )
+    redis_key_prefix: str = field(
+        default="livereplay",
+        metadata={"help": "prefix of every Redis key and channel (no braces)"},
+    )
 
     @property
     def limits(self) -> Limits:
@@ -96,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     choices = {
         "log_format": ["auto", "json", "console"],
         "log_level": ["debug", "info", "warning", "error"],
+        "backend": ["memory", "redis"],
     }
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
@@ -145,6 +158,11 @@ def validate(settings: Settings) -> None:
         raise ValueError("--startup-grace-s must not be negative")
     if not 0 <= settings.port <= 65535:
         raise ValueError("--port must be 0..65535")
+    if settings.backend not in ("memory", "redis"):
+        raise ValueError("--backend must be memory or redis")
+    # Braces would move the Redis Cluster hash tag off the session id.
+    if not settings.redis_key_prefix or set("{}") & set(settings.redis_key_prefix):
+        raise ValueError("--redis-key-prefix must be non-empty and contain no braces")
 
 
 def parse(argv: Sequence[str]) -> Settings:

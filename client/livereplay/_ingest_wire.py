@@ -1,0 +1,90 @@
+"""The ingest WebSocket's messages (docs/INGEST.md), shared by the writer client and the daemon.
+
+Binary frames, MessagePack maps tagged by `type`. A payload travels as its JSON
+text inside a msgpack `bin`, so the client encodes it once and the daemon stores
+it as is (after checking it is JSON) without decoding it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from ._wire import U64
+
+PATH: Final = "/v1/ingest"
+SUBPROTOCOL: Final = "livereplay.ingest.v1"
+PROTOCOL_VERSION: Final = 1
+# The daemon closes with this after a refusal the writer should retry later.
+CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_CLIENT_FAULT: Final = 4400
+
+BatchId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class IngestEvent(msgspec.Struct, forbid_unknown_fields=True):
+    revision: U64
+    payload: bytes  # the payload's JSON text
+    position: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    turn_id: str | None = None
+
+
+class Append(msgspec.Struct, tag="append", tag_field="type", forbid_unknown_fields=True):
+    """One batch for one session, applied whole or refused whole."""
+
+    id: BatchId
+    session_id: str
+    events: list[IngestEvent]
+    incarnation: str | None = None
+
+
+class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
+    """The daemon's first message: who it is (a new `instance` means it lost its memory)
+    and the limits a batch must keep."""
+
+    protocol: int
+    instance: str
+    max_batch_bytes: int
+    max_batch_events: int
+    max_event_bytes: int
+
+
+class Ack(msgspec.Struct, tag="ack", tag_field="type"):
+    id: int
+    accepted: int
+    duplicates: int
+    tail_cursor: str | None
+
+
+class Refused(msgspec.Struct, tag="refused", tag_field="type"):
+    """A batch refused whole: nothing of it was written. With `retry` the daemon closes
+    the socket (1013) after this and the writer re-sends later; without, it never will
+    be accepted."""
+
+    id: int
+    code: str
+    message: str
+    retry: bool = False
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type"):
+    """A fault that ends the connection (close 4400): the frame was not a batch at all."""
+
+    code: str
+    message: str
+
+
+ServerMessage = Welcome | Ack | Refused | Error
+
+
+class BatchIdOnly(msgspec.Struct):
+    """Enough of a bad batch to answer it by id."""
+
+    id: BatchId
+
+
+encoder: Final = msgspec.msgpack.Encoder()
+append_decoder: Final = msgspec.msgpack.Decoder(Append)
+batch_id_decoder: Final = msgspec.msgpack.Decoder(BatchIdOnly)
+server_decoder: Final = msgspec.msgpack.Decoder(ServerMessage)

@@ -1,0 +1,166 @@
+"""The writer's ingest WebSocket (docs/INGEST.md): msgpack batches in, one answer per batch.
+
+Batches go through `http.append`, the same path and metrics as `POST .../events`,
+so both channels share one set of rules. Messages are handled one at a time in
+arrival order: a writer may pipeline batches, and uvicorn stops reading the
+socket until the handler asks for the next message, so the daemon never holds
+more than one batch per connection. After a refusal worth retrying (backend down,
+over a rate) the daemon closes the socket, so no later batch of that writer can
+be applied ahead of the refused one and leave a hole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from livereplay import valid_session_id
+from livereplay._ingest_wire import (
+    CLOSE_CLIENT_FAULT,
+    CLOSE_TRY_AGAIN,
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+    Ack,
+    Append,
+    Error,
+    Refused,
+    Welcome,
+    append_decoder,
+    batch_id_decoder,
+    encoder,
+)
+from livereplay._wire import BatchIn, EventIn
+
+from .http import ApiError, append
+from .logs import get_logger
+from .state import AppState
+
+log = get_logger("livereplay.ingest")
+
+_any_json = msgspec.json.Decoder(msgspec.Raw)
+# Refusals a writer should retry after a pause (HTTP statuses of the same codes).
+RETRY_STATUSES = frozenset({429, 503})
+
+
+class WriterGone(Exception):
+    """The writer disconnected or stopped reading answers."""
+
+
+async def ingest(ws: WebSocket) -> None:
+    state: AppState = ws.app.state.livereplay
+    offered = list(ws.scope.get("subprotocols", []))
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    try:
+        await _send(ws, state, _welcome(state))
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                await _fault(ws, state, "invalid_frame", "ingest frames are binary MessagePack")
+                return
+            answer = await _handle(state, data)
+            if answer is None:
+                await _fault(ws, state, "invalid_frame", "not an `append` message with an `id`")
+                return
+            await _send(ws, state, answer)
+            if isinstance(answer, Refused) and answer.retry:
+                await _close(ws, CLOSE_TRY_AGAIN)
+                return
+    except (WriterGone, WebSocketDisconnect):
+        pass
+    except Exception:
+        log.exception("ingest_failed")
+        await _close(ws, 1011)
+
+
+def _welcome(state: AppState) -> Welcome:
+    settings = state.settings
+    return Welcome(
+        protocol=PROTOCOL_VERSION,
+        instance=state.store.instance_id,
+        max_batch_bytes=settings.max_batch_bytes,
+        max_batch_events=settings.max_events_per_session,
+        max_event_bytes=settings.max_event_bytes,
+    )
+
+
+async def _handle(state: AppState, data: bytes) -> Ack | Refused | None:
+    """The answer to one frame; None when it is not a batch at all (a client fault)."""
+    try:
+        batch = append_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        try:
+            batch_id = batch_id_decoder.decode(data).id
+        except msgspec.DecodeError:
+            return None
+        return _refused(state, batch_id, "invalid_body", str(exc))
+    refusal = _check(state, batch)
+    if refusal is not None:
+        return refusal
+    events: list[EventIn] = []
+    for event in batch.events:
+        # Raw is not validated by msgspec: check each payload is one JSON value, in UTF-8.
+        try:
+            payload = _any_json.decode(event.payload)
+            if not event.payload.isascii():
+                event.payload.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            message = f"event {len(events)}: the payload is not JSON ({exc})"
+            return _refused(state, batch.id, "invalid_event", message)
+        events.append(EventIn(event.revision, payload, event.position, event.turn_id))
+    try:
+        result = await append(state, batch.session_id, BatchIn(events, batch.incarnation))
+    except ApiError as exc:
+        return Refused(batch.id, exc.code, exc.message, exc.status in RETRY_STATUSES)
+    return Ack(batch.id, result["accepted"], result["duplicates"], result["tail_cursor"])
+
+
+def _check(state: AppState, batch: Append) -> Refused | None:
+    if not valid_session_id(batch.session_id):
+        return _refused(
+            state,
+            batch.id,
+            "invalid_session_id",
+            "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -",
+        )
+    limit = state.settings.max_events_per_session
+    if len(batch.events) > limit:
+        return _refused(state, batch.id, "batch_too_large", f"a batch is at most {limit} events")
+    return None
+
+
+def _refused(state: AppState, batch_id: int, code: str, message: str) -> Refused:
+    """A refusal found before the store was asked, counted like the store's own."""
+    state.metrics.append_refused.labels(code).inc()
+    return Refused(batch_id, code, message)
+
+
+async def _send(ws: WebSocket, state: AppState, message: Welcome | Ack | Refused | Error) -> None:
+    try:
+        async with asyncio.timeout(state.settings.send_timeout_s):
+            await ws.send_bytes(encoder.encode(message))
+    except TimeoutError:
+        log.warning("writer_cut_off", reason="send_timeout")
+        await _close(ws, 1011)
+        raise WriterGone from None
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        raise WriterGone from None
+
+
+async def _fault(ws: WebSocket, state: AppState, code: str, message: str) -> None:
+    state.metrics.append_refused.labels(code).inc()
+    with contextlib.suppress(WriterGone):
+        await _send(ws, state, Error(code, message))
+    await _close(ws, CLOSE_CLIENT_FAULT)
+
+
+async def _close(ws: WebSocket, code: int) -> None:
+    # A writer that stopped reading would block the close frame forever.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await ws.close(code)

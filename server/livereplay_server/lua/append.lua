@@ -1,0 +1,95 @@
+-- Append one batch atomically (PROTOCOL.md section 5), mirroring SessionTable.append.
+--
+-- KEYS: meta, stream, holes, superseded
+-- ARGV: 1 mode ('w': writer-assigned positions, 'd': daemon-assigned),
+--       2 incarnation, 3 expected incarnation ('d' only; '' = no session),
+--       4 expected tail ('d' only), 5 now_ms, 6 max_events, 7 max_bytes,
+--       8 max_age_ms, 9 max_event_bytes, 10 idle_ttl_ms, 11 channel,
+--       12 max_superseded, 13 max_holes, then (position, revision, event JSON)
+--       per event. The daemon encoded the JSON: with writer-assigned positions
+--       nothing in it depends on the session's state; with daemon-assigned ones
+--       it depends on the tail, so the script refuses a stale guess ('retry').
+-- Reply: {'refused', code} | {'retry', incarnation, tail} |
+--        {'ok', accepted, incarnation, tail, revision, created, took_over,
+--         trimmed by events, by bytes, by age}
+local meta, stream, holes, superseded = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local mode, inc = ARGV[1], ARGV[2]
+local now = tonumber(ARGV[5])
+local n = (#ARGV - 13) / 3
+
+if mode == 'w' and redis.call('LPOS', superseded, inc) then
+  return {'refused', 'incarnation_superseded'}
+end
+local cur = redis.call('HMGET', meta, 'inc', 'tail', 'rev')
+local cur_inc, cur_tail, cur_rev = cur[1], cur[2], cur[3]
+if mode == 'd' and ((cur_inc or '') ~= ARGV[3] or (cur_inc and cur_tail ~= ARGV[4])) then
+  return {'retry', cur_inc or '', cur_tail or '0'}
+end
+if n == 0 then
+  return {'ok', 0, cur_inc or false, cur_tail or '0', cur_rev or '0', 0, 0, 0, 0, 0}
+end
+
+-- Stage: which events are new, checked whole before anything is written.
+local fresh = (not cur_inc) or cur_inc ~= inc
+local tail = '0'
+if not fresh then tail = cur_tail end
+local max_event_bytes = tonumber(ARGV[9])
+local new = {}
+for i = 0, n - 1 do
+  local pos = ARGV[14 + 3 * i]
+  if cmp(pos, tail) > 0 then
+    if #ARGV[16 + 3 * i] > max_event_bytes then
+      return {'refused', 'event_too_large'}
+    end
+    new[i] = true
+    tail = pos
+  end
+end
+
+-- Write: a new session, or a new incarnation taking over with a fresh log.
+local created, took_over = 0, 0
+local s
+if fresh then
+  if cur_inc then
+    redis.call('RPUSH', superseded, cur_inc)
+    redis.call('LTRIM', superseded, -tonumber(ARGV[12]), -1)
+    took_over = 1
+  else
+    created = 1
+  end
+  redis.call('DEL', stream, holes)
+  redis.call('HSET', meta, 'inc', inc, 'tail', '0', 'rev', '0', 'bytes', 0)
+  s = {meta = meta, stream = stream, holes = holes, inc = inc, tail = '0', rev = '0',
+       bytes = 0, count = 0}
+else
+  s = load(meta, stream, holes)
+end
+
+local max_holes = tonumber(ARGV[13])
+local accepted = 0
+for i = 0, n - 1 do
+  if new[i] then
+    local pos, rev, data = ARGV[14 + 3 * i], ARGV[15 + 3 * i], ARGV[16 + 3 * i]
+    if s.tail ~= '0' and cmp(pos, incr(s.tail)) > 0 then
+      redis.call('RPUSH', holes, incr(s.tail) .. ':' .. decr(pos))
+      redis.call('LTRIM', holes, -max_holes, -1)
+    end
+    redis.call('XADD', stream, pos .. '-0', 'd', data, 't', ARGV[5], 'r', rev)
+    s.bytes = s.bytes + #data
+    s.count = s.count + 1
+    s.tail = pos
+    s.rev = rev
+    accepted = accepted + 1
+  end
+end
+
+local by_events, by_bytes, by_age = 0, 0, 0
+if accepted > 0 or fresh then
+  redis.call('HSET', meta, 'tail', s.tail, 'rev', s.rev, 'bytes', s.bytes)
+  by_events, by_bytes, by_age = enforce(s, tonumber(ARGV[6]), tonumber(ARGV[7]), now,
+                                        tonumber(ARGV[8]))
+  -- Idle expiry: every key of the session lives idle_ttl past its last append.
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[10]) end
+  redis.call('PUBLISH', ARGV[11], s.tail)
+end
+return {'ok', accepted, s.inc, s.tail, s.rev, created, took_over, by_events, by_bytes, by_age}

@@ -1,0 +1,181 @@
+"""What only the Redis backend has: its key layout, stores sharing one Redis as daemons
+do, the per-process subscription, and Redis going away and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from livereplay import Limits
+from livereplay_server.redis_store import RedisStore
+from livereplay_server.store import StoreUnavailable
+from tests.conformance.helpers import INC, append, changed, cursor, events, page
+from tests.support.redis import RedisServer, delete_prefix, unique_prefix
+
+MakeStore = Callable[..., Awaitable[RedisStore]]
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    r = Redis.from_url(redis_url)
+    yield r
+    await r.aclose()
+
+
+@pytest.fixture
+async def make_store(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeStore]:
+    """Stores on the shared test Redis under this test's prefix: several daemons' worth."""
+    stores: list[RedisStore] = []
+
+    async def make(url: str = redis_url, **limits: int) -> RedisStore:
+        store = RedisStore(Limits(**limits), url, redis_prefix)
+        await store.start()
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+async def test_keys_live_under_the_prefix_in_one_slot_per_session(
+    make_store: MakeStore, client: Redis, redis_prefix: str
+) -> None:
+    store = await make_store(session_idle_ttl_ms=60_000)
+    await append(store, "s:1", [1, 2, 5])
+    await append(store, "s:1", [3], incarnation="writer-2")
+    await append(store, "s:1", [4, 9], incarnation="writer-2")
+    await append(store, "t", [1])
+    keys = sorted(k.decode() for k in await client.keys(f"{redis_prefix}:*"))
+    base = f"{redis_prefix}:{{s:1}}:"
+    assert keys == sorted(
+        [
+            f"{redis_prefix}:instance",
+            f"{redis_prefix}:sessions",
+            *(base + k for k in ("meta", "stream", "holes", "superseded")),
+            *(f"{redis_prefix}:{{t}}:{k}" for k in ("meta", "stream")),
+        ]
+    )
+    assert len({key_slot(k.encode()) for k in keys if k.startswith(base)}) == 1
+    # Stream entry IDs are the positions.
+    entries = await client.xrange(base + "stream")
+    assert [e[0] for e in entries] == [b"3-0", b"4-0", b"9-0"]
+    assert await client.lrange(base + "holes", 0, -1) == [b"5:8"]
+    assert await client.lrange(base + "superseded", 0, -1) == [INC.encode()]
+    # Idle expiry: every key of the session expires with its last append.
+    for suffix in ("meta", "stream", "holes", "superseded"):
+        assert 59_000 < await client.pttl(base + suffix) <= 60_000
+    assert await client.get(f"{redis_prefix}:instance") == store.instance_id.encode()
+
+
+async def test_two_stores_on_one_redis_are_one_service(make_store: MakeStore) -> None:
+    a, b = await make_store(), await make_store()
+    assert a.instance_id == b.instance_id
+    b.changes.watch("s")
+    await append(a, "s", [1, 2])
+    future = b.changes.next_change("s")
+    assert (await page(b, "s", "earliest"))[0] == [1, 2]
+    await append(a, "s", [3])
+    assert await changed(future)
+    assert (await page(b, "s", cursor(2)))[0] == [3]
+    # Daemon-assigned positions stay distinct when two daemons race.
+    results = await asyncio.gather(
+        *(store.append("d", None, events(count=2)) for store in (a, b) * 8)
+    )
+    assert sorted(c.position for r in results for c in r.cursors) == list(range(1, 33))
+    b.changes.unwatch("s")
+
+
+async def test_one_subscription_per_process_follows_the_watched_sessions(
+    make_store: MakeStore, client: Redis, redis_prefix: str
+) -> None:
+    store = await make_store()
+    sessions = ["a", "b", "c"]
+    for _ in range(10):
+        for session_id in sessions:
+            store.changes.watch(session_id)
+    for session_id in sessions:
+        await store.snapshot(session_id, 0, 1, 1)  # waits for the subscription
+    channels = [f"{redis_prefix}:{{{s}}}:changes" for s in sessions]
+    assert dict(await client.pubsub_numsub(*channels)) == {c.encode(): 1 for c in channels}
+    feed_clients = [c for c in await client.client_list() if c["name"].endswith("-feed")]
+    assert sum(int(c["sub"]) for c in feed_clients) == 3
+    for _ in range(10):
+        store.changes.unwatch("a")
+
+    async def unsubscribed() -> bool:
+        return dict(await client.pubsub_numsub(channels[0]))[channels[0].encode()] == 0
+
+    for _ in range(100):
+        if await unsubscribed():
+            break
+        await asyncio.sleep(0.02)
+    assert await unsubscribed()
+
+
+async def test_redis_down_refuses_clearly_and_service_resumes_by_itself(
+    own_redis: RedisServer, make_store: MakeStore
+) -> None:
+    store = await make_store(own_redis.url)
+    first_instance = store.instance_id
+    store.changes.watch("s")
+    await append(store, "s", [1])
+    waiting = store.changes.next_change("s")
+    await store.snapshot("s", 1, 10, 1 << 20)
+    own_redis.kill()
+    # A waiting reader is woken, and its next read fails: the socket closes with 1011.
+    assert await changed(waiting)
+    with pytest.raises(StoreUnavailable):
+        await store.snapshot("s", 1, 10, 1 << 20)
+    with pytest.raises(StoreUnavailable):
+        await append(store, "s", [2])
+    assert await store.ready() is False
+
+    own_redis.start()
+    for _ in range(200):
+        store.sweep()
+        if await store.ready() and store.instance_id != first_instance:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.ready()
+    # Redis lost its data: a new instance id tells writers to re-send their window.
+    assert store.instance_id != first_instance
+    result = await append(store, "s", [1, 2])
+    assert result.created and result.accepted == 2
+    waiting = store.changes.next_change("s")
+    await store.snapshot("s", 2, 10, 1 << 20)
+    await append(store, "s", [3])
+    assert await changed(waiting)
+    store.changes.unwatch("s")
+
+
+async def test_tests_touch_only_keys_under_their_prefix(redis_url: str, client: Redis) -> None:
+    other = unique_prefix()
+    await client.set(f"{other}-neighbour", "keep")
+    mine = unique_prefix()
+    store = RedisStore(Limits(), redis_url, mine)
+    await store.start()
+    await append(store, "s", [1])
+    await store.close()
+    assert await delete_prefix(redis_url, mine) >= 3
+    assert await client.get(f"{other}-neighbour") == b"keep"
+    await client.delete(f"{other}-neighbour")
+
+
+async def test_a_store_started_before_redis_serves_once_redis_arrives(redis_prefix: str) -> None:
+    server = RedisServer()
+    store = RedisStore(Limits(), server.url, redis_prefix)
+    starting = asyncio.create_task(store.start())
+    await asyncio.sleep(0.3)
+    assert await store.ready() is False
+    with pytest.raises(StoreUnavailable):
+        await append(store, "s", [1])
+    with server:
+        await asyncio.wait_for(starting, 10)
+        assert await store.ready()
+        assert (await append(store, "s", [1])).accepted == 1
+        await store.close()
