@@ -21,6 +21,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the daemon. Every flag can also be set as LIVEREPLAY_<FLAG_IN_CAPS>.",
     )
     config.add_arguments(serve)
+
+    # The client commands import only the client package (msgspec, websockets).
+    from livereplay import _append_cmd
+
+    append = commands.add_parser(
+        "append",
+        help="append JSON lines from stdin to a session, as one writer",
+        description=_append_cmd.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _append_cmd.add_arguments(append)
     return parser
 
 
@@ -35,3 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .server import serve
 
         sys.exit(serve(settings))
+    if args.command == "append":
+        from livereplay import _append_cmd
+
+        sys.exit(_append_cmd.run(args))

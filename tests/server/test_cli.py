@@ -37,6 +37,11 @@ def test_help_explains_every_serve_flag_and_its_environment_variable() -> None:
         assert config.env_name(f.name) in text
 
 
+def test_client_commands_are_part_of_the_cli() -> None:
+    result = run_cli("append", "--help")
+    assert result.returncode == 0 and "--revision" in result.stdout
+
+
 def test_environment_sets_defaults_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVEREPLAY_MAX_EVENTS_PER_SESSION", "7")
     monkeypatch.setenv("LIVEREPLAY_WS_PER_MESSAGE_DEFLATE", "true")
