@@ -27,6 +27,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
+	sh scripts/ensure-redis.sh
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
