@@ -34,6 +34,7 @@ class Limits:
     memory_budget_bytes: int = 256 * MiB
     session_idle_ttl_ms: int = 3_600_000
     max_event_bytes: int = 1 * MiB
+    max_sessions: int = 100_000
 
 
 class TrimCause(StrEnum):
@@ -193,6 +194,10 @@ class SessionTable:
         """Apply one batch atomically: it is checked and encoded whole, then written whole."""
         log = self._logs.get(session_id)
         self._check(session_id, incarnation, events)
+        if events and log is None and len(self._logs) >= self.limits.max_sessions:
+            raise AppendRefused(
+                "too_many_sessions", f"the daemon holds its limit of {len(self._logs)} sessions"
+            )
         if not events:
             return AppendResult(0, 0, [], log.tail_cursor if log else None, False, False)
         existed = log is not None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import config
 
@@ -32,7 +34,47 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _append_cmd.add_arguments(append)
+
+    token = commands.add_parser(
+        "token",
+        help="mint a reader token for one session or a session prefix",
+        description="Print a reader token (JWT, HS256) signed with the daemon's --reader-key.",
+    )
+    scope = token.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--session", help="the one session the token may read")
+    scope.add_argument("--prefix", help="the token may read every session starting with this")
+    token.add_argument(
+        "--ttl", default="1h", type=duration, help="lifetime, e.g. 90s, 15m, 1h, 7d (default 1h)"
+    )
+    token.add_argument(
+        "--reader-key-file",
+        help="file holding the key (default: $LIVEREPLAY_READER_KEY, else "
+        "$LIVEREPLAY_READER_KEY_FILE)",
+    )
     return parser
+
+
+def duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("a duration must be positive")
+    return seconds
+
+
+def _reader_key(args: argparse.Namespace) -> str:
+    path = args.reader_key_file or os.environ.get("LIVEREPLAY_READER_KEY_FILE")
+    key = Path(path).read_text().strip() if path else os.environ.get("LIVEREPLAY_READER_KEY", "")
+    if len(key.encode()) < 32:
+        raise ValueError(
+            "need the daemon's reader key (at least 32 bytes): "
+            "--reader-key-file, $LIVEREPLAY_READER_KEY or $LIVEREPLAY_READER_KEY_FILE"
+        )
+    return key
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,6 +88,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .server import serve
 
         sys.exit(serve(settings))
+    if args.command == "token":
+        from .auth import mint_reader_token
+
+        try:
+            key = _reader_key(args)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        print(
+            mint_reader_token(
+                key, session_id=args.session, session_prefix=args.prefix, ttl_s=args.ttl
+            )
+        )
+        return
     if args.command == "append":
         from livereplay import _append_cmd
 

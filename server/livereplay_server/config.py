@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from livereplay import Limits
@@ -37,6 +39,9 @@ class Settings:
     max_batch_bytes: int = field(
         default=4 * MiB, metadata={"help": "largest append batch (request body); larger gets 413"}
     )
+    max_batch_events: int = field(
+        default=4096, metadata={"help": "events per append batch; more gets 413"}
+    )
     heartbeat_s: float = field(
         default=15.0, metadata={"help": "heartbeat frame after this long without another frame"}
     )
@@ -62,6 +67,50 @@ class Settings:
         default="auto", metadata={"help": "json, console, or auto (json when not on a terminal)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    writer_token: str = field(
+        default="",
+        metadata={"help": "secret a writer must present for appends, trim and delete"},
+    )
+    writer_token_file: str = field(
+        default="", metadata={"help": "read --writer-token from this file (e.g. a mounted Secret)"}
+    )
+    reader_key: str = field(
+        default="",
+        metadata={"help": "HMAC key that signs reader tokens (at least 32 bytes)"},
+    )
+    reader_key_file: str = field(default="", metadata={"help": "read --reader-key from this file"})
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "a browser Origin allowed to open sockets (repeatable; env: comma-separated); "
+            "none given allows any",
+            "flag": "allowed-origin",
+        },
+    )
+    insecure: bool = field(
+        default=False,
+        metadata={"help": "allow a non-loopback --host with no writer token and no reader key"},
+    )
+    max_connections: int = field(
+        default=10_000, metadata={"help": "WebSocket connections in total; more get 4429"}
+    )
+    max_connections_per_client: int = field(
+        default=256, metadata={"help": "WebSocket connections per client address; more get 4429"}
+    )
+    max_sessions: int = field(
+        default=100_000, metadata={"help": "sessions held at once; a new one beyond gets 429"}
+    )
+    max_append_rate: float = field(
+        default=10_000.0,
+        metadata={
+            "help": "events per second per writer (burst: 2 s worth); 0 for no limit",
+            "metavar": "RATE",
+        },
+    )
+    ssl_certfile: str = field(
+        default="", metadata={"help": "serve TLS with this certificate chain (PEM)"}
+    )
+    ssl_keyfile: str = field(default="", metadata={"help": "the TLS private key (PEM)"})
     backend: str = field(
         default="memory",
         metadata={"help": "memory (this process only) or redis (several daemons share the logs)"},
@@ -84,7 +133,17 @@ class Settings:
             memory_budget_bytes=self.memory_budget_bytes,
             session_idle_ttl_ms=int(self.session_idle_ttl_s * 1000),
             max_event_bytes=self.max_event_bytes,
+            max_sessions=self.max_sessions,
         )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_bool(text: str) -> bool:
@@ -96,44 +155,87 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
+_FIELDS = {f.name: f for f in fields(Settings)}
 _METAVARS: dict[type, str] = {int: "N", float: "SECONDS", bool: "BOOL", str: "TEXT"}
 
 
+def flag_name(name: str) -> str:
+    """The flag of a setting, without its dashes: `allowed_origins` is `allowed-origin`."""
+    f = _FIELDS[name]
+    flag: str = f.metadata.get("flag", name.replace("_", "-"))
+    return flag
+
+
 def env_name(name: str) -> str:
-    return "LIVEREPLAY_" + name.upper()
+    """`LIVEREPLAY_<FLAG_IN_CAPS>`."""
+    return "LIVEREPLAY_" + flag_name(name).replace("-", "_").upper()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; each default comes from `LIVEREPLAY_<FLAG>` when set."""
+    """One flag per setting; each default comes from `LIVEREPLAY_<NAME>` when set."""
     choices = {
         "log_format": ["auto", "json", "console"],
         "log_level": ["debug", "info", "warning", "error"],
         "backend": ["memory", "redis"],
     }
     for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + flag_name(f.name)
         default = f.default
-        kind: Any = type(default)
-        if kind is bool:
-            kind = _parse_bool
         env = os.environ.get(env_name(f.name))
-        help_text = f"{f.metadata['help']} (default {default}; env {env_name(f.name)})"
-        parser.add_argument(
-            flag,
-            dest=f.name,
-            type=kind,
-            default=kind(env) if env is not None else default,
-            choices=choices.get(f.name),
-            help=help_text,
-            metavar=None if f.name in choices else _METAVARS[type(default)],
-        )
+        shown = "unset" if default in ("", ()) else default
+        help_text = f"{f.metadata['help']} (default {shown}; env {env_name(f.name)})"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=_parse_bool(env) if env is not None else default,
+                help=help_text,
+            )
+        elif isinstance(default, tuple):
+            from_env = tuple(o.strip() for o in env.split(",") if o.strip()) if env else default
+            parser.add_argument(
+                flag, dest=f.name, action="append", default=None, metavar="TEXT", help=help_text
+            )
+            parser.set_defaults(**{f"{f.name}_env": from_env})
+        else:
+            kind: Any = type(default)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=kind,
+                default=kind(env) if env is not None else default,
+                choices=choices.get(f.name),
+                help=help_text,
+                metavar=None if f.name in choices else f.metadata.get("metavar", _METAVARS[kind]),
+            )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    values = {f.name: getattr(args, f.name) for f in fields(Settings)}
-    settings = Settings(**values)
+    values = {}
+    for f in fields(Settings):
+        value = getattr(args, f.name)
+        if isinstance(f.default, tuple):
+            value = tuple(value) if value is not None else getattr(args, f"{f.name}_env")
+        values[f.name] = value
+    settings = _read_secret_files(Settings(**values))
     validate(settings)
     return settings
+
+
+def _read_secret_files(settings: Settings) -> Settings:
+    """`--writer-token-file` / `--reader-key-file`: secrets kept out of argv and env."""
+    updates: dict[str, Any] = {}
+    for name in ("writer_token", "reader_key"):
+        path = getattr(settings, name + "_file")
+        if path:
+            if getattr(settings, name):
+                raise ValueError(f"give --{name.replace('_', '-')} or its file, not both")
+            try:
+                updates[name] = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read --{name.replace('_', '-')}-file: {exc}") from None
+    return replace(settings, **updates) if updates else settings
 
 
 def validate(settings: Settings) -> None:
@@ -145,6 +247,7 @@ def validate(settings: Settings) -> None:
         "session_idle_ttl_s",
         "max_event_bytes",
         "max_batch_bytes",
+        "max_batch_events",
         "heartbeat_s",
         "shutdown_grace_s",
         "send_timeout_s",
@@ -158,6 +261,26 @@ def validate(settings: Settings) -> None:
         raise ValueError("--startup-grace-s must not be negative")
     if not 0 <= settings.port <= 65535:
         raise ValueError("--port must be 0..65535")
+    if settings.max_append_rate < 0:
+        raise ValueError("--max-append-rate must not be negative")
+    for name in ("max_connections", "max_connections_per_client", "max_sessions"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    if settings.reader_key and len(settings.reader_key.encode()) < 32:
+        raise ValueError("--reader-key must be at least 32 bytes (HS256 needs a strong key)")
+    if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
+        raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    if not (
+        is_loopback(settings.host)
+        or settings.writer_token
+        or settings.reader_key
+        or settings.insecure
+    ):
+        raise ValueError(
+            f"refusing to listen on {settings.host} with no --writer-token and no --reader-key: "
+            "anyone who can reach it could read and write every session. Set them, listen on "
+            "127.0.0.1, or pass --insecure if a proxy in front does the authentication"
+        )
     if settings.backend not in ("memory", "redis"):
         raise ValueError("--backend must be memory or redis")
     # Braces would move the Redis Cluster hash tag off the session id.

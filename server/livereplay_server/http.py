@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 from livereplay import (
     AppendRefused,
@@ -22,7 +24,9 @@ from livereplay._cursor import parse_u64
 from livereplay._rules import read_page
 from livereplay._wire import BatchIn, batch_decoder, json_encoder
 
+from .auth import AuthError, bearer
 from .frames import gap_body
+from .limits import LimitExceeded
 from .state import AppState
 from .store import SessionInfo, StoreUnavailable
 
@@ -35,6 +39,7 @@ REFUSAL_STATUS = {
     "batch_too_large": 413,
     "invalid_incarnation": 400,
     "invalid_event": 400,
+    "too_many_sessions": 429,
 }
 
 
@@ -60,6 +65,32 @@ def error_response(status: int, code: str, message: str) -> Response:
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.livereplay
     return state
+
+
+def _token(request: Request) -> str | None:
+    """A bearer token, or `?token=` (what a browser's fetch or page link can carry)."""
+    return bearer(request.headers.get("authorization")) or request.query_params.get("token")
+
+
+def _guard(check: Callable[[], object]) -> None:
+    try:
+        check()
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+def _as_reader(request: Request) -> str:
+    """The session id of a read, once the caller may read it."""
+    state = _state(request)
+    session_id: str = request.path_params["session_id"]
+    _guard(lambda: state.auth.check_reader(_token(request), session_id))
+    return _session_id(request)
+
+
+def _as_writer(request: Request) -> str:
+    state = _state(request)
+    _guard(lambda: state.auth.check_writer(bearer(request.headers.get("authorization"))))
+    return _session_id(request)
 
 
 def _session_id(request: Request) -> str:
@@ -107,7 +138,7 @@ def _info_body(info: SessionInfo, readers: int) -> dict[str, Any]:
 
 async def get_cursor(request: Request) -> Response:
     state = _state(request)
-    session_id = _session_id(request)
+    session_id = _as_reader(request)
     revision_text = request.query_params.get("revision")
     revision = None if revision_text is None else parse_u64(revision_text)
     if revision_text is not None and revision is None:
@@ -135,7 +166,7 @@ async def get_cursor(request: Request) -> Response:
 
 async def get_events(request: Request) -> Response:
     state = _state(request)
-    session_id = _session_id(request)
+    session_id = _as_reader(request)
     start = _start(request.query_params.get("after"), session_id)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else 2**64)
@@ -194,8 +225,21 @@ def decode_batch(body: bytes) -> BatchIn:
     return batch
 
 
-async def append(state: AppState, session_id: str, batch: BatchIn) -> dict[str, Any]:
-    """Append a batch through the store, counting the outcome; shared with the ingest socket."""
+async def append(state: AppState, session_id: str, batch: BatchIn, writer: str) -> dict[str, Any]:
+    """Append a batch through the store, counting the outcome; shared with the ingest socket.
+
+    `writer` names who appends, for the per-writer rate: the incarnation when the batch
+    has one, else the client's address.
+    """
+    limit = state.settings.max_batch_events
+    if len(batch.events) > limit:
+        state.metrics.append_refused.labels("batch_too_large").inc()
+        raise ApiError(413, "batch_too_large", f"a batch is at most {limit} events")
+    try:
+        state.append_rate.take(batch.incarnation or writer, len(batch.events))
+    except LimitExceeded as exc:
+        state.metrics.append_refused.labels(exc.code).inc()
+        raise ApiError(429, exc.code, exc.message) from None
     try:
         result = await state.store.append(session_id, batch.incarnation, batch.events)
     except AppendRefused as exc:
@@ -216,14 +260,15 @@ async def append(state: AppState, session_id: str, batch: BatchIn) -> dict[str, 
 
 async def post_events(request: Request) -> Response:
     state = _state(request)
-    session_id = _session_id(request)
+    session_id = _as_writer(request)
     body = await read_body(request, state.settings.max_batch_bytes)
-    return JSONResponse(await append(state, session_id, decode_batch(body)))
+    batch = decode_batch(body)
+    return JSONResponse(await append(state, session_id, batch, client_address(request)))
 
 
 async def post_trim(request: Request) -> Response:
     state = _state(request)
-    session_id = _session_id(request)
+    session_id = _as_writer(request)
     trimmed = await state.store.trim(session_id)
     if trimmed is None:
         raise ApiError(404, "unknown_session", f"no session {session_id!r}")
@@ -232,7 +277,7 @@ async def post_trim(request: Request) -> Response:
 
 async def delete_session(request: Request) -> Response:
     state = _state(request)
-    session_id = _session_id(request)
+    session_id = _as_writer(request)
     if not await state.store.delete(session_id):
         raise ApiError(404, "unknown_session", f"no session {session_id!r}")
     return Response(status_code=204)
@@ -240,16 +285,36 @@ async def delete_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     state = _state(request)
+    allows = _listing_scope(state, _token(request))
     after = request.query_params.get("after")
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    page = await state.store.list_sessions(after, limit)
+    listed = await state.store.list_sessions(after, limit)
+    page = [info for info in listed if allows(info.session_id)]
     readers = state.store.changes.readers
     return JSONResponse(
         {
             "sessions": [_info_body(info, readers.get(info.session_id, 0)) for info in page],
-            "next_after": page[-1].session_id if len(page) == limit else None,
+            # Paging runs over every session, so a page filtered by a token may be short.
+            "next_after": listed[-1].session_id if len(listed) == limit else None,
         }
     )
+
+
+def _listing_scope(state: AppState, token: str | None) -> Callable[[str], bool]:
+    """The writer token lists every session; a reader token only the sessions it covers."""
+    auth = state.auth
+    if not auth.enabled or auth.is_writer(token):
+        return lambda session_id: True
+    if auth.reader_key is None or token is None:
+        raise ApiError(401, "unauthenticated", "listing sessions needs a token")
+    try:
+        return auth.grant(token).allows
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+def client_address(request: Request | WebSocket) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def healthz(request: Request) -> Response:

@@ -34,6 +34,7 @@ from livereplay._ingest_wire import (
 )
 from livereplay._wire import BatchIn, EventIn
 
+from .admission import admit, close_quietly
 from .http import ApiError, append
 from .logs import get_logger
 from .state import AppState
@@ -52,7 +53,26 @@ class WriterGone(Exception):
 async def ingest(ws: WebSocket) -> None:
     state: AppState = ws.app.state.livereplay
     offered = list(ws.scope.get("subprotocols", []))
-    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+
+    async def send_error(code: str, message: str) -> None:
+        await _send(ws, state, Error(code, message))
+
+    client = await admit(
+        ws,
+        state,
+        SUBPROTOCOL if SUBPROTOCOL in offered else None,
+        state.auth.check_writer,
+        send_error,
+    )
+    if client is None:
+        return
+    try:
+        await _serve(ws, state, client)
+    finally:
+        state.connections.release(client)
+
+
+async def _serve(ws: WebSocket, state: AppState, client: str) -> None:
     try:
         await _send(ws, state, _welcome(state))
         while True:
@@ -63,19 +83,19 @@ async def ingest(ws: WebSocket) -> None:
             if data is None:
                 await _fault(ws, state, "invalid_frame", "ingest frames are binary MessagePack")
                 return
-            answer = await _handle(state, data)
+            answer = await _handle(state, data, client)
             if answer is None:
                 await _fault(ws, state, "invalid_frame", "not an `append` message with an `id`")
                 return
             await _send(ws, state, answer)
             if isinstance(answer, Refused) and answer.retry:
-                await _close(ws, CLOSE_TRY_AGAIN)
+                await close_quietly(ws, CLOSE_TRY_AGAIN)
                 return
     except (WriterGone, WebSocketDisconnect):
         pass
     except Exception:
         log.exception("ingest_failed")
-        await _close(ws, 1011)
+        await close_quietly(ws, 1011)
 
 
 def _welcome(state: AppState) -> Welcome:
@@ -84,12 +104,12 @@ def _welcome(state: AppState) -> Welcome:
         protocol=PROTOCOL_VERSION,
         instance=state.store.instance_id,
         max_batch_bytes=settings.max_batch_bytes,
-        max_batch_events=settings.max_events_per_session,
+        max_batch_events=settings.max_batch_events,
         max_event_bytes=settings.max_event_bytes,
     )
 
 
-async def _handle(state: AppState, data: bytes) -> Ack | Refused | None:
+async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | None:
     """The answer to one frame; None when it is not a batch at all (a client fault)."""
     try:
         batch = append_decoder.decode(data)
@@ -114,7 +134,8 @@ async def _handle(state: AppState, data: bytes) -> Ack | Refused | None:
             return _refused(state, batch.id, "invalid_event", message)
         events.append(EventIn(event.revision, payload, event.position, event.turn_id))
     try:
-        result = await append(state, batch.session_id, BatchIn(events, batch.incarnation))
+        batch_in = BatchIn(events, batch.incarnation)
+        result = await append(state, batch.session_id, batch_in, client)
     except ApiError as exc:
         return Refused(batch.id, exc.code, exc.message, exc.status in RETRY_STATUSES)
     return Ack(batch.id, result["accepted"], result["duplicates"], result["tail_cursor"])
@@ -128,9 +149,6 @@ def _check(state: AppState, batch: Append) -> Refused | None:
             "invalid_session_id",
             "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -",
         )
-    limit = state.settings.max_events_per_session
-    if len(batch.events) > limit:
-        return _refused(state, batch.id, "batch_too_large", f"a batch is at most {limit} events")
     return None
 
 
@@ -146,7 +164,7 @@ async def _send(ws: WebSocket, state: AppState, message: Welcome | Ack | Refused
             await ws.send_bytes(encoder.encode(message))
     except TimeoutError:
         log.warning("writer_cut_off", reason="send_timeout")
-        await _close(ws, 1011)
+        await close_quietly(ws, 1011)
         raise WriterGone from None
     except (WebSocketDisconnect, OSError, RuntimeError):
         raise WriterGone from None
@@ -156,11 +174,4 @@ async def _fault(ws: WebSocket, state: AppState, code: str, message: str) -> Non
     state.metrics.append_refused.labels(code).inc()
     with contextlib.suppress(WriterGone):
         await _send(ws, state, Error(code, message))
-    await _close(ws, CLOSE_CLIENT_FAULT)
-
-
-async def _close(ws: WebSocket, code: int) -> None:
-    # A writer that stopped reading would block the close frame forever.
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(1.0):
-            await ws.close(code)
+    await close_quietly(ws, CLOSE_CLIENT_FAULT)

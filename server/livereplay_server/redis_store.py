@@ -384,6 +384,20 @@ class RedisStore:
                     code = "incarnation_superseded"
                     raise AppendRefused(code, REFUSALS[code]) from None
             raise
+        await self._check_session_count(session_id, events)
+
+    async def _check_session_count(self, session_id: str, events: list[EventIn]) -> None:
+        """`--max-sessions`, from the sweep's count (about a second old): approximate across
+        daemons, and free of any extra round trip until the limit is near."""
+        counted = self._walk.last.sessions if self._walk.last else 0
+        if not events or counted < self.limits.max_sessions:
+            return
+        with unavailable_on_error():
+            exists = await self._client.exists(self._keys(session_id)[0])
+        if not exists:
+            raise AppendRefused(
+                "too_many_sessions", f"the service holds its limit of {counted} sessions"
+            )
 
     async def _append_assigned(
         self, session_id: str, events: list[EventIn], now: int

@@ -27,6 +27,7 @@ from livereplay import (
 from livereplay._rules import CaughtUp, Events, Hello, Output
 
 from . import frames
+from .admission import admit, close_quietly
 from .clock import now_ms
 from .frames import Codec
 from .logs import get_logger
@@ -77,26 +78,41 @@ class Connection:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.send_raw(self.codec.encode(frame), frame["type"])
 
-    async def close(self, code: int) -> None:
-        # A peer that stopped reading would block the close frame forever.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await self.ws.close(code)
-
 
 async def stream(ws: WebSocket) -> None:
     state: AppState = ws.app.state.livereplay
     codec = frames.choose_codec(list(ws.scope.get("subprotocols", [])))
-    await ws.accept(subprotocol=codec.subprotocol)
     conn = Connection(ws, state, codec)
     session_id: str = ws.path_params["session_id"]
+
+    async def send_error(code: str, message: str) -> None:
+        await conn.send(frames.error(code, message))
+
+    client = await admit(
+        ws,
+        state,
+        codec.subprotocol,
+        lambda token: state.auth.check_reader(token, session_id),
+        send_error,
+    )
+    if client is None:
+        return
+    try:
+        await _stream(conn, session_id)
+    finally:
+        state.connections.release(client)
+
+
+async def _stream(conn: Connection, session_id: str) -> None:
+    state = conn.state
+    ws = conn.ws
     try:
         start = _parse_request(session_id, ws.query_params.get("cursor"))
     except ClientFault as fault:
         state.metrics.connections_refused.labels(fault.code).inc()
         with contextlib.suppress(ReaderGone):
             await conn.send(frames.error(fault.code, fault.message))
-        await conn.close(CLOSE_CLIENT_FAULT)
+        await close_quietly(ws, CLOSE_CLIENT_FAULT)
         return
 
     receiver = asyncio.create_task(_drain_incoming(ws))
@@ -109,10 +125,10 @@ async def stream(ws: WebSocket) -> None:
     except StoreUnavailable:
         # The reader reconnects with its cursor once the backend is back.
         log.warning("reader_closed", session_id=session_id, reason="store_unavailable")
-        await conn.close(CLOSE_INTERNAL)
+        await close_quietly(ws, CLOSE_INTERNAL)
     except Exception:
         log.exception("reader_failed", session_id=session_id)
-        await conn.close(CLOSE_INTERNAL)
+        await close_quietly(ws, CLOSE_INTERNAL)
     finally:
         state.metrics.readers.dec()
         state.store.changes.unwatch(session_id)

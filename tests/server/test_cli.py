@@ -33,7 +33,7 @@ def test_help_explains_every_serve_flag_and_its_environment_variable() -> None:
     assert serve.returncode == 0
     text = " ".join(serve.stdout.split())
     for f in fields(config.Settings):
-        assert "--" + f.name.replace("_", "-") in text
+        assert "--" + config.flag_name(f.name) in text
         assert config.env_name(f.name) in text
 
 
@@ -84,4 +84,4 @@ async def test_logs_are_json_lines_with_uvicorn_lines_and_no_payloads() -> None:
 def test_readme_documents_every_flag() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for f in fields(config.Settings):
-        assert "`--" + f.name.replace("_", "-") + "`" in readme, f.name
+        assert "`--" + config.flag_name(f.name) + "`" in readme, f.name

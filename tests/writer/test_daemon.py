@@ -254,7 +254,9 @@ def batch(batch_id: int, session_id: str, payloads: list[bytes], **fields: Any) 
 
 
 async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
-    settings = fast_settings(max_batch_bytes=64 * 1024, max_events_per_session=50)
+    settings = fast_settings(
+        max_batch_bytes=64 * 1024, max_events_per_session=50, max_batch_events=50
+    )
     async with (
         run_in_process(settings) as daemon,
         httpx.AsyncClient(base_url=daemon.http_url) as http,

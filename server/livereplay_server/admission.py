@@ -1,0 +1,78 @@
+"""Who may open a socket: Origin before the handshake, then token and connection limits.
+
+A refusal after the handshake is one error frame and a 44xx close, so a browser
+sees the code (a refused handshake shows only as 1006).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from starlette.websockets import WebSocket
+
+from .auth import AuthError, bearer, token_from_subprotocols
+from .http import JSONResponse, client_address
+from .limits import LimitExceeded
+from .state import AppState
+
+CLOSE_OVER_LIMIT = 4429
+
+SendError = Callable[[str, str], Awaitable[None]]
+
+
+def socket_token(ws: WebSocket) -> str | None:
+    """Query `token`, a `livereplay.token.<token>` subprotocol, or an Authorization header."""
+    return (
+        ws.query_params.get("token")
+        or token_from_subprotocols(list(ws.scope.get("subprotocols", [])))
+        or bearer(ws.headers.get("authorization"))
+    )
+
+
+async def admit(
+    ws: WebSocket,
+    state: AppState,
+    subprotocol: str | None,
+    authorize: Callable[[str | None], None],
+    send_error: SendError,
+) -> str | None:
+    """Accept the socket if allowed: the client address holding a connection slot (the
+    caller releases it), or None once the socket has been refused and closed."""
+    refused = state.metrics.connections_refused
+    if not state.origin_allowed(ws.headers.get("origin")):
+        refused.labels("origin_forbidden").inc()
+        denial = {"error": {"code": "origin_forbidden", "message": "this Origin is not allowed"}}
+        await ws.send_denial_response(JSONResponse(denial, status_code=403))
+        return None
+    await ws.accept(subprotocol=subprotocol)
+    try:
+        authorize(socket_token(ws))
+    except AuthError as exc:
+        refused.labels(exc.code).inc()
+        await _refuse(ws, send_error, exc.code, exc.message, exc.close_code)
+        return None
+    client = client_address(ws)
+    try:
+        state.connections.acquire(client)
+    except LimitExceeded as exc:
+        refused.labels(exc.code).inc()
+        await _refuse(ws, send_error, exc.code, exc.message, CLOSE_OVER_LIMIT)
+        return None
+    return client
+
+
+async def _refuse(
+    ws: WebSocket, send_error: SendError, code: str, message: str, close_code: int
+) -> None:
+    with contextlib.suppress(Exception):
+        await send_error(code, message)
+    await close_quietly(ws, close_code)
+
+
+async def close_quietly(ws: WebSocket, code: int) -> None:
+    """Close without waiting long: a peer that stopped reading would block the close frame."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await ws.close(code)

@@ -1,0 +1,143 @@
+"""Who may write and who may read.
+
+Writers (runtimes) present a shared secret. Readers (host UIs) present a JWT
+signed with HS256 under `--reader-key`, scoped to one session (`sub`) or to a
+session-id prefix (`lr_prefix`), with an expiry. `mint_reader_token` is the
+function a host's backend calls; `livereplay token` calls it from a shell.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+ALGORITHM: Final = "HS256"
+READ_SCOPE: Final = "livereplay:read"
+# Browsers cannot set headers on a WebSocket: they may offer the token as a subprotocol.
+TOKEN_SUBPROTOCOL_PREFIX: Final = "livereplay.token."
+# A key shorter than this makes HS256 guessable offline.
+MIN_KEY_BYTES: Final = 32
+
+
+class AuthError(Exception):
+    """Refused: `status` is 401 (who are you?) or 403 (not this)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def close_code(self) -> int:
+        return 4401 if self.status == 401 else 4403
+
+
+def mint_reader_token(
+    key: str | bytes,
+    *,
+    session_id: str | None = None,
+    session_prefix: str | None = None,
+    ttl_s: float = 3600.0,
+    now: float | None = None,
+) -> str:
+    """A reader token for one session, or for every session whose id starts with a prefix."""
+    if (session_id is None) == (session_prefix is None):
+        raise ValueError("give exactly one of session_id and session_prefix")
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"scope": READ_SCOPE, "iat": issued, "exp": issued + int(ttl_s)}
+    if session_id is not None:
+        claims["sub"] = session_id
+    else:
+        claims["lr_prefix"] = session_prefix
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderGrant:
+    session_id: str | None
+    session_prefix: str | None
+
+    def allows(self, session_id: str) -> bool:
+        if self.session_id is not None:
+            return session_id == self.session_id
+        return self.session_prefix is not None and session_id.startswith(self.session_prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    writer_token: str | None
+    reader_key: bytes | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.writer_token is not None or self.reader_key is not None
+
+    def is_writer(self, token: str | None) -> bool:
+        return (
+            self.writer_token is not None
+            and token is not None
+            and hmac.compare_digest(token.encode(), self.writer_token.encode())
+        )
+
+    def check_writer(self, token: str | None) -> None:
+        """Appends, trim and delete: only with the writer secret (when one is set)."""
+        if self.writer_token is None or self.is_writer(token):
+            return
+        if token is None:
+            raise AuthError(401, "unauthenticated", "this endpoint needs the writer token")
+        raise AuthError(403, "forbidden", "this endpoint needs the writer token")
+
+    def check_reader(self, token: str | None, session_id: str) -> None:
+        """Reading a session: a reader token that covers it, or the writer secret."""
+        if self.reader_key is None and self.writer_token is None:
+            return
+        if self.is_writer(token):
+            return
+        if self.reader_key is None:
+            raise AuthError(401, "unauthenticated", "reading needs the writer token")
+        if token is None:
+            raise AuthError(401, "unauthenticated", "reading needs a reader token")
+        if not self.grant(token).allows(session_id):
+            raise AuthError(403, "forbidden", "the token does not cover this session")
+
+    def grant(self, token: str) -> ReaderGrant:
+        assert self.reader_key is not None
+        try:
+            claims = jwt.decode(
+                token,
+                self.reader_key,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "scope"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(401, "token_expired", "the reader token has expired") from None
+        except jwt.InvalidTokenError:
+            raise AuthError(401, "invalid_token", "the reader token is not valid") from None
+        if claims.get("scope") != READ_SCOPE:
+            raise AuthError(403, "forbidden", "the token is not a reader token")
+        session_id = claims.get("sub")
+        prefix = claims.get("lr_prefix")
+        if not isinstance(session_id, str | None) or not isinstance(prefix, str | None):
+            raise AuthError(401, "invalid_token", "the reader token is not valid")
+        return ReaderGrant(session_id, prefix)
+
+
+def bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def token_from_subprotocols(offered: list[str]) -> str | None:
+    for name in offered:
+        if name.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return name[len(TOKEN_SUBPROTOCOL_PREFIX) :]
+    return None
