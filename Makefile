@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench lock clean
+.PHONY: install run test lint typecheck pytest test-js test-e2e bench lock clean
 
 install: $(STAMP)
 
@@ -30,7 +30,14 @@ pytest: install
 	sh scripts/ensure-redis.sh
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# The JavaScript reader (Node's test runner) and the inspector in headless Chromium.
+test-js: install
+	sh scripts/test-js.sh
+
+test-e2e: install
+	sh scripts/test-e2e.sh
+
+test: lint typecheck pytest test-js test-e2e
 
 bench: install
 	$(BIN)/python -m bench.run

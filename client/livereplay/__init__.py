@@ -15,7 +15,17 @@ from ._cursor import (
     valid_session_id,
 )
 from ._log import AppendRefused, AppendResult, Limits, SessionLog, SessionTable, StoredEvent
-from ._rules import Gap, GapDetail, GapReason, Head, Snapshot, Subscription
+from ._reader import (
+    Reader,
+    ReaderError,
+    ReaderOptions,
+    ReaderProtocolError,
+    ReaderRefused,
+    ReaderStats,
+    ReaderStatus,
+    subscribe,
+)
+from ._rules import CaughtUp, Gap, GapDetail, GapReason, Head, Snapshot, Subscription
 from ._sender import WriterOptions
 from ._subscription import SubscriberLagged, WindowSubscription
 from ._wire import EventOut
@@ -24,6 +34,7 @@ from ._writer import ClientClosed, LiveReplayClient, WriterStats
 __all__ = [
     "AppendRefused",
     "AppendResult",
+    "CaughtUp",
     "ClientClosed",
     "Cursor",
     "EventOut",
@@ -34,6 +45,13 @@ __all__ = [
     "Limits",
     "LiveReplayClient",
     "MalformedCursor",
+    "Reader",
+    "ReaderError",
+    "ReaderOptions",
+    "ReaderProtocolError",
+    "ReaderRefused",
+    "ReaderStats",
+    "ReaderStatus",
     "SessionLog",
     "SessionTable",
     "Snapshot",
@@ -47,6 +65,7 @@ __all__ = [
     "WrongSession",
     "parse_cursor",
     "parse_start",
+    "subscribe",
     "valid_incarnation",
     "valid_session_id",
 ]

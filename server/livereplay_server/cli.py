@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_arguments(serve)
 
     # The client commands import only the client package (msgspec, websockets).
-    from livereplay import _append_cmd
+    from livereplay import _append_cmd, _tail_cmd
 
     append = commands.add_parser(
         "append",
@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _append_cmd.add_arguments(append)
+
+    tail = commands.add_parser(
+        "tail",
+        help="print a session live, following it across reconnects",
+        description=_tail_cmd.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _tail_cmd.add_arguments(tail)
 
     token = commands.add_parser(
         "token",
@@ -101,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
         return
+    if args.command == "tail":
+        from livereplay import _tail_cmd
+
+        sys.exit(_tail_cmd.run(args))
     if args.command == "append":
         from livereplay import _append_cmd
 

@@ -1,0 +1,261 @@
+// livereplay reader for browsers and Node (PROTOCOL.md sections 4 and 7).
+//
+// subscribe() keeps one WebSocket to the daemon's stream of a session and calls
+// back with what it says: events, gaps, caught_up. When the connection is lost
+// (a close with 1001, 1006, 1011 or 1012, a failed connect, or heartbeats that
+// stop coming from a daemon the browser does not report as gone) it reconnects
+// with full-jitter exponential backoff and resumes after the last event it
+// delivered, or after the last gap's latest_cursor. The daemon never repeats an
+// event within one connection; dropping events at or below the last delivered
+// position of the same incarnation keeps that true across connections. A close
+// with 44xx is final: status "failed" and onError.
+//
+// No dependencies: the WebSocket is the browser's, Node's global one, or any
+// implementation of the same interface passed as `WebSocket`.
+
+export const JSON_SUBPROTOCOL = 'livereplay.v1.json';
+// Browsers cannot send headers on a WebSocket: a token goes as a subprotocol.
+export const TOKEN_SUBPROTOCOL_PREFIX = 'livereplay.token.';
+
+const CURSOR_PREFIX = 'lashsc2:';
+
+/** Full jitter: a delay drawn from [0, min(cap, base * 2^attempt)). */
+export function backoffDelay(attempt, baseMs, capMs, random = Math.random) {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 60));
+  return random() * ceiling;
+}
+
+/** The stream endpoint under a daemon's base URL (http(s):// or ws(s)://). */
+export function streamUrl(url, sessionId, cursor) {
+  const base = new URL(url);
+  if (base.protocol === 'http:') base.protocol = 'ws:';
+  else if (base.protocol === 'https:') base.protocol = 'wss:';
+  const path = base.pathname.replace(/\/+$/, '');
+  base.pathname = `${path}/v1/sessions/${encodeURIComponent(sessionId)}/stream`;
+  base.search = `?cursor=${encodeURIComponent(cursor)}`;
+  base.hash = '';
+  return base.toString();
+}
+
+/** [incarnation, position as BigInt] of a cursor, or null if it is not one. */
+export function cursorPoint(cursor) {
+  if (typeof cursor !== 'string' || !cursor.startsWith(CURSOR_PREFIX)) return null;
+  const parts = cursor.slice(CURSOR_PREFIX.length).split(':');
+  if (parts.length < 4 || !/^\+?[0-9]+$/.test(parts[2])) return null;
+  return [parts[0], BigInt(parts[2].replace('+', ''))];
+}
+
+const noop = () => {};
+
+export function subscribe(options) {
+  const {
+    url = globalThis.location ? new URL('/', globalThis.location.href).toString() : undefined,
+    sessionId,
+    cursor = 'earliest',
+    token,
+    onEvents = noop,
+    onGap = noop,
+    onCaughtUp = noop,
+    onStatus = noop,
+    onError = noop,
+    WebSocket: Socket = globalThis.WebSocket,
+    backoffBaseMs = 100,
+    backoffCapMs = 10_000,
+    healthyMs = 10_000,
+    connectTimeoutMs = 10_000,
+    heartbeatTolerance = 2,
+    random = Math.random,
+  } = options ?? {};
+  if (!url) throw new TypeError('subscribe: `url` is required outside a browser page');
+  if (typeof sessionId !== 'string' || !sessionId) {
+    throw new TypeError('subscribe: `sessionId` is required');
+  }
+  if (typeof Socket !== 'function') {
+    throw new TypeError('subscribe: no WebSocket implementation (pass `WebSocket`)');
+  }
+  if (!(backoffBaseMs > 0 && backoffCapMs >= backoffBaseMs)) {
+    throw new RangeError('subscribe: backoff needs 0 < backoffBaseMs <= backoffCapMs');
+  }
+  const protocols = [JSON_SUBPROTOCOL];
+  if (token) protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
+
+  let resume = cursor; // where a new connection starts
+  let last = null; // [incarnation, position] delivered last (or a gap's resume point)
+  let status = 'connecting';
+  let socket = null;
+  let timer = null; // connect timeout, heartbeat watchdog, or backoff wait
+  let attempt = 0;
+  let upSince = null;
+  let silenceMs = connectTimeoutMs;
+  let errorFrame = null;
+  let ended = false;
+  const stats = {
+    connects: 0,
+    reconnects: 0,
+    heartbeatTimeouts: 0,
+    duplicatesDropped: 0,
+    events: 0,
+    gaps: 0,
+  };
+
+  function setStatus(next, reason) {
+    if (next === status && reason === undefined) return;
+    status = next;
+    onStatus(next, reason);
+  }
+
+  function silenceFor(heartbeatS) {
+    silenceMs = Math.max(heartbeatS * heartbeatTolerance, heartbeatS + 1) * 1000;
+    return silenceMs;
+  }
+
+  function arm(ms, fire) {
+    clearTimeout(timer);
+    timer = setTimeout(fire, ms);
+  }
+
+  function detach(ws, code) {
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    try {
+      ws.close(code);
+    } catch {
+      // already closing or closed
+    }
+  }
+
+  function connect() {
+    timer = null;
+    errorFrame = null;
+    silenceMs = connectTimeoutMs;
+    let ws;
+    try {
+      ws = new Socket(streamUrl(url, sessionId, resume), protocols);
+    } catch (err) {
+      fail({ closeCode: null, code: 'bad_url', message: String(err) });
+      return;
+    }
+    socket = ws;
+    arm(connectTimeoutMs, () => lost(ws, 'connect timeout', true));
+    ws.onmessage = (message) => {
+      if (socket !== ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        fail({ closeCode: null, code: 'protocol_error', message: 'a frame that is not JSON' });
+        return;
+      }
+      // Any frame proves the daemon alive; after hello, silence means it is not.
+      arm(frame.type === 'hello' ? silenceFor(frame.heartbeat_s) : silenceMs, () => {
+        stats.heartbeatTimeouts++;
+        lost(ws, `no frame for ${silenceMs} ms (heartbeat timeout)`, true);
+      });
+      onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      if (socket !== ws) return;
+      const code = event.code;
+      if (code >= 4400 && code < 4500) {
+        fail({
+          closeCode: code,
+          code: errorFrame?.code ?? null,
+          message: errorFrame?.message ?? (event.reason || `closed ${code}`),
+        });
+      } else {
+        lost(ws, `closed ${code}`, false);
+      }
+    };
+  }
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case 'hello':
+        if (frame.cursor) resume = frame.cursor; // a word resolved to where reading starts
+        upSince = Date.now();
+        if (stats.connects++ > 0) stats.reconnects++;
+        setStatus('connected');
+        break;
+      case 'events': {
+        const fresh = [];
+        for (const event of frame.events) {
+          const point = cursorPoint(event.cursor);
+          if (point && last && point[0] === last[0] && point[1] <= last[1]) {
+            stats.duplicatesDropped++;
+            continue;
+          }
+          if (point) last = point;
+          resume = event.cursor;
+          fresh.push(event);
+        }
+        stats.events += fresh.length;
+        if (fresh.length) onEvents(fresh);
+        break;
+      }
+      case 'gap': {
+        // Resume strictly after the gap: the host reloads its state from its own source.
+        const gap = { ...frame };
+        delete gap.type;
+        last = cursorPoint(gap.latest_cursor);
+        resume = gap.latest_cursor ?? 'earliest';
+        stats.gaps++;
+        onGap(gap);
+        break;
+      }
+      case 'caught_up':
+        if (frame.cursor) resume = frame.cursor;
+        // A session that does not exist yet: all it gets is new, so never skip it on a reconnect.
+        else if (resume === 'latest') resume = 'earliest';
+        setStatus('caught_up');
+        onCaughtUp(frame.cursor);
+        break;
+      case 'error':
+        errorFrame = frame; // the 44xx close follows
+        break;
+      default:
+        break; // heartbeat: its arrival fed the watchdog
+    }
+  }
+
+  function lost(ws, reason, abandon) {
+    if (ended || socket !== ws) return;
+    socket = null;
+    clearTimeout(timer);
+    if (abandon) detach(ws, 1000);
+    else detach(ws);
+    if (upSince !== null && Date.now() - upSince >= healthyMs) attempt = 0;
+    upSince = null;
+    setStatus('reconnecting', reason);
+    arm(backoffDelay(attempt++, backoffBaseMs, backoffCapMs, random), connect);
+  }
+
+  function fail(error) {
+    end('failed', error.message);
+    onError(error);
+  }
+
+  function end(finalStatus, reason) {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    if (socket) detach(socket, 1000);
+    socket = null;
+    setStatus(finalStatus, reason);
+  }
+
+  onStatus('connecting');
+  connect();
+  return {
+    close() {
+      end('closed');
+    },
+    get cursor() {
+      return resume;
+    },
+    get status() {
+      return status;
+    },
+    get stats() {
+      return { ...stats };
+    },
+  };
+}
