@@ -59,6 +59,14 @@ class Settings:
     max_frame_bytes: int = field(
         default=1 * MiB, metadata={"help": "bytes per `events` frame (one larger event still goes)"}
     )
+    live_coalesce_ms: float = field(
+        default=5.0,
+        metadata={
+            "help": "a reader that sent a frame less than this ago waits out the rest before the "
+            "next, so a steady stream goes in fewer, larger frames; 0 sends every change at once",
+            "metavar": "MS",
+        },
+    )
     ws_per_message_deflate: bool = field(
         default=False,
         metadata={"help": "negotiate permessage-deflate (costs ~16 us per frame per reader)"},
@@ -263,6 +271,8 @@ def validate(settings: Settings) -> None:
         raise ValueError("--port must be 0..65535")
     if settings.max_append_rate < 0:
         raise ValueError("--max-append-rate must not be negative")
+    if not 0 <= settings.live_coalesce_ms <= 1000:
+        raise ValueError("--live-coalesce-ms must be 0..1000")
     for name in ("max_connections", "max_connections_per_client", "max_sessions"):
         if getattr(settings, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")

@@ -173,6 +173,7 @@ async def _serve(
     settings = state.settings
     store = state.store
     loop = asyncio.get_running_loop()
+    coalesce_s = settings.live_coalesce_ms / 1000
     sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms)
     head: Cursor | None = None
     backlog: int | None = 0  # events sent before caught_up; None once it is sent
@@ -203,15 +204,44 @@ async def _serve(
             timeout = conn.last_sent + settings.heartbeat_s - loop.time()
             if not sub.caught_up and sub.in_grace(now_ms()):
                 timeout = min(timeout, (sub.grace_until_ms - now_ms()) / 1000)
-            done, _ = await asyncio.wait(
-                {change, receiver}, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
-            )
-            if done:
+            if await _first_of(loop, (change, receiver), timeout):
                 break
             if loop.time() >= conn.last_sent + settings.heartbeat_s:
                 await conn.send(frames.heartbeat(head))
             else:
                 break  # the startup grace ended: read again
+        # Under a steady stream, gather what arrives within the coalescing window into
+        # one frame: one write per reader per window instead of one per event.
+        delay = conn.last_sent + coalesce_s - loop.time()
+        if delay > 0 and not receiver.done():
+            await _first_of(loop, (receiver,), delay)
+
+
+async def _first_of(
+    loop: asyncio.AbstractEventLoop, futures: tuple[asyncio.Future[Any], ...], seconds: float
+) -> bool:
+    """Wait until one of the futures is done (True) or `seconds` pass (False).
+
+    A leaner `asyncio.wait`: it runs once per reader per wake-up on the fan-out path.
+    """
+    if any(f.done() for f in futures):
+        return True
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for f in futures:
+        f.add_done_callback(wake)
+    timer = loop.call_later(max(seconds, 0.0), wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for f in futures:
+            f.remove_done_callback(wake)
+    return any(f.done() for f in futures)
 
 
 async def _send_output(conn: Connection, output: Output, heartbeat_s: float) -> None:
