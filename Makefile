@@ -42,11 +42,10 @@ test: lint typecheck pytest test-js test-e2e
 bench: install
 	$(BIN)/python -m bench.run
 
-# Refresh the pinned versions after changing dependencies in pyproject.toml.
+# Refresh both locks (the dev lock and the image's hashed lock) after changing
+# dependencies in pyproject.toml.
 lock:
-	rm -rf /tmp/livereplay-lock && $(PYTHON) -m venv /tmp/livereplay-lock
-	/tmp/livereplay-lock/bin/pip install -q '.[dev]'
-	/tmp/livereplay-lock/bin/pip freeze --exclude livereplay > requirements.lock
+	sh scripts/lock.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -209,6 +209,8 @@ class SessionTable:
         cursors: list[Cursor] = []
         for item in events:
             position = tail + 1 if item.position is None else item.position
+            if position > U64_MAX:
+                raise AppendRefused("invalid_event", "positions would pass 2^64-1")
             cursor = Cursor(target_incarnation, item.revision, position, session_id)
             cursors.append(cursor)
             if position <= tail:

@@ -71,12 +71,31 @@ def event_json_to_msgpack(data: bytes) -> bytes:
 
     JSON can hold numbers msgpack cannot (integers beyond 64 bits, `1e400`): those
     become the nearest msgpack value, a decimal string for such an integer and an
-    infinite float for such a number, rather than failing the reader.
+    infinite float for such a number, rather than failing the reader. A payload
+    nested deeper than the decoder's stack allows here goes as its JSON text.
     """
     try:
-        return msgpack_encoder.encode(_any_json.decode(data))
-    except (msgspec.DecodeError, OverflowError):
-        return msgpack_encoder.encode(_fit_msgpack(json.loads(data)))
+        try:
+            return msgpack_encoder.encode(_any_json.decode(data))
+        except (msgspec.DecodeError, OverflowError):
+            return msgpack_encoder.encode(_fit_msgpack(json.loads(data)))
+    except RecursionError:
+        return _payload_as_text(data)
+
+
+_PAYLOAD_KEY: Final = b',"payload":'
+
+
+def _payload_as_text(data: bytes) -> bytes:
+    """The event with its payload as a JSON-text string; its other fields are shallow.
+
+    `payload` is the record's last field, and no string field can hold `,"payload":`
+    unescaped, so the first such key is the field's own.
+    """
+    split = data.index(_PAYLOAD_KEY)
+    head: dict[str, Any] = _any_json.decode(data[:split] + b"}")
+    head["payload"] = data[split + len(_PAYLOAD_KEY) : -1].decode()
+    return msgpack_encoder.encode(head)
 
 
 def _fit_msgpack(value: Any) -> Any:

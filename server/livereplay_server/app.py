@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import http, inspector
+from . import http, inspector, openapi
 from .config import Settings
 from .http import ApiError, error_response
 from .ingest import ingest
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         Route("/healthz", http.healthz, methods=["GET"]),
         Route("/readyz", http.readyz, methods=["GET"]),
         Route("/metrics", http.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         *inspector.routes(),
     ]
     app = Starlette(

@@ -212,6 +212,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode_batch(body: bytes) -> BatchIn:
+    # JSON is UTF-8; msgspec would store a payload that is not as it came (and raise
+    # UnicodeDecodeError, not DecodeError, for such a string elsewhere).
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_body", "the body is not UTF-8") from None
     try:
         batch = batch_decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -219,6 +226,8 @@ def decode_batch(body: bytes) -> BatchIn:
         raise ApiError(400, code, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_body", "the JSON is nested too deeply") from None
     # Payloads are views into the request body; copy so stored events don't pin it.
     for event in batch.events:
         event.payload = event.payload.copy()

@@ -42,6 +42,9 @@ from .state import AppState
 log = get_logger("livereplay.ingest")
 
 _any_json = msgspec.json.Decoder(msgspec.Raw)
+# msgspec raises these besides DecodeError: for a string that is not UTF-8, and for
+# values nested deeper than the stack allows.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 # Refusals a writer should retry after a pause (HTTP statuses of the same codes).
 RETRY_STATUSES = frozenset({429, 503})
 
@@ -113,10 +116,10 @@ async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | 
     """The answer to one frame; None when it is not a batch at all (a client fault)."""
     try:
         batch = append_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         try:
             batch_id = batch_id_decoder.decode(data).id
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             return None
         return _refused(state, batch_id, "invalid_body", str(exc))
     refusal = _check(state, batch)
@@ -129,7 +132,7 @@ async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | 
             payload = _any_json.decode(event.payload)
             if not event.payload.isascii():
                 event.payload.decode()
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except _UNDECODABLE as exc:
             message = f"event {len(events)}: the payload is not JSON ({exc})"
             return _refused(state, batch.id, "invalid_event", message)
         events.append(EventIn(event.revision, payload, event.position, event.turn_id))
