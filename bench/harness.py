@@ -30,6 +30,7 @@ class Plan:
     loads: tuple[tuple[int, int], ...]  # fan-out (readers, events/s)
     warm_ms: int
     window_ms: int
+    daemon_backend: str = "memory"
 
 
 class Servers(NamedTuple):
@@ -39,12 +40,20 @@ class Servers(NamedTuple):
 
 
 @contextlib.contextmanager
-def servers() -> Iterator[Servers]:
-    """A fresh daemon, bare peer and redis-server, stopped whatever happens."""
+def servers(backend: str = "memory") -> Iterator[Servers]:
+    """A fresh daemon (on `backend`), bare peer and redis-server, stopped whatever happens.
+
+    With the Redis backend the daemon keeps its logs in that same redis-server, so
+    the daemon rows and the Redis Streams rows share one Redis.
+    """
     with contextlib.ExitStack() as stack:
-        daemon = stack.enter_context(procs.start_daemon(procs.free_port(), *DAEMON_FLAGS))
-        peer = stack.enter_context(procs.start_peer(procs.free_port()))
         redis = stack.enter_context(procs.start_redis(procs.free_port()))
+        flags = list(DAEMON_FLAGS)
+        if backend == "redis":
+            flags += ["--backend", "redis", "--redis-url", f"redis://127.0.0.1:{redis.port}/0"]
+            flags += ["--redis-key-prefix", "bench-daemon"]
+        daemon = stack.enter_context(procs.start_daemon(procs.free_port(), *flags))
+        peer = stack.enter_context(procs.start_peer(procs.free_port()))
         yield Servers(daemon, peer, redis)
 
 

@@ -54,6 +54,12 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
         type=_loads,
         help="fan-out loads, READERSxEVENTS_PER_S (default 100x1000,100x100; 100x1000 quick)",
     )
+    parser.add_argument(
+        "--daemon-backend",
+        choices=("memory", "redis"),
+        default="memory",
+        help="the daemon's storage backend (redis: the same redis-server as the Redis rows)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
@@ -69,6 +75,7 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
         loads=args.loads or (((100, 1000),) if quick else ((100, 1000), (100, 100))),
         warm_ms=1000 if quick else 1500,
         window_ms=2000 if quick else 4000,
+        daemon_backend=args.daemon_backend,
     )
     return plan, sections, args.json
 
@@ -76,7 +83,7 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
 def measure(section: str, plan: Plan) -> list[Row]:
     """Every run of one section against one set of fresh servers; the combined rows."""
     runs: list[list[Row]] = []
-    with servers() as running:
+    with servers(plan.daemon_backend) as running:
         for rep in range(plan.reps):
             if section == "fanout":
                 runs.append(fanout.run(plan, rep, running))
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     procs.pin_self(procs.LOAD_CPU)
     env = report.environment()
     report.print_environment(env, plan.reps)
+    print(f"daemon backend: {plan.daemon_backend}")
     results: dict[str, Any] = {"environment": env, "plan": plan.__dict__}
     started = time.monotonic()
     try:

@@ -128,7 +128,7 @@ def main() -> None:
     print(f"payload: {len(PAYLOAD_JSON)} bytes of JSON; client batches of {BATCH} events")
 
     rows: list[tuple[str, list[int], str]] = []
-    with DaemonProcess(args=["--log-level", "warning"]) as daemon:
+    with DaemonProcess(args=["--log-level", "warning", "--max-append-rate", "0"]) as daemon:
         name, samples, stats = append_scenario("daemon healthy", daemon.http_url, n)
         rows.append((name, samples, _note(stats)))
 
