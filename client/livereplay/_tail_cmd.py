@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -140,15 +139,3 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="livereplay tail", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

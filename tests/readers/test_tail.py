@@ -20,7 +20,8 @@ async def start_tail(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "livereplay._tail_cmd",
+        "livereplay_server",  # the `livereplay` command
+        "tail",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -335,7 +335,16 @@ async def run_python(args: list[str], stdin: bytes = b"") -> tuple[int, str, str
 
 
 async def test_append_from_a_shell_reads_json_lines(daemon: InProcessDaemon) -> None:
-    cmd = ["-m", "livereplay._append_cmd", "s-cli", "--revision", "4", "--url", daemon.http_url]
+    cmd = [
+        "-m",
+        "livereplay_server",
+        "append",
+        "s-cli",
+        "--revision",
+        "4",
+        "--url",
+        daemon.http_url,
+    ]
     code, out, err = await run_python([*cmd, "--turn-id", "t-9"], b'{"a": 1}\n\n[2]\n"three"\n')
     assert code == 0, err
     cursors = out.split()
@@ -358,7 +367,8 @@ async def test_append_from_a_shell_reads_json_lines(daemon: InProcessDaemon) -> 
     code, _, err = await run_python(
         [
             "-m",
-            "livereplay._append_cmd",
+            "livereplay_server",
+            "append",
             "s",
             "--revision",
             "1",
