@@ -70,6 +70,11 @@ class Metrics:
         self.bytes_sent = Counter(
             "livereplay_bytes_sent", "Frame bytes sent to readers", registry=r
         )
+        # Bound once: a label lookup per frame is measurable on the fan-out path.
+        self.frames_by_type = {
+            t: self.frames_sent.labels(t)
+            for t in ("hello", "events", "gap", "caught_up", "heartbeat", "error")
+        }
         self.events_sent = Counter(
             "livereplay_events_sent", "Events delivered to readers", registry=r
         )

@@ -72,7 +72,7 @@ class Connection:
             raise ReaderGone from None
         self.last_sent = asyncio.get_running_loop().time()
         metrics = self.state.metrics
-        metrics.frames_sent.labels(frame_type).inc()
+        metrics.frames_by_type[frame_type].inc()
         metrics.bytes_sent.inc(len(data))
 
     async def send(self, frame: dict[str, Any]) -> None:
