@@ -14,6 +14,7 @@ from ._cursor import (
     valid_incarnation,
     valid_session_id,
 )
+from ._ijson import NotIJson
 from ._log import AppendRefused, AppendResult, Limits, SessionLog, SessionTable, StoredEvent
 from ._reader import (
     Reader,
@@ -45,6 +46,7 @@ __all__ = [
     "Limits",
     "LiveReplayClient",
     "MalformedCursor",
+    "NotIJson",
     "Reader",
     "ReaderError",
     "ReaderOptions",

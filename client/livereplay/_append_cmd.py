@@ -5,8 +5,9 @@ it takes the session over (hosts get gap `unavailable`, `incarnation_changed`,
 and a previous writer's later appends are refused). It prints each event's
 cursor as it is appended, then waits up to `--timeout` for the daemon to
 acknowledge everything. Exit status: 0 when all was acknowledged, 1 when not
-(daemon unreachable, events dropped or refused), 2 for a line that is not JSON
-(nothing after it is read; what came before is still sent).
+(daemon unreachable, events dropped or refused), 2 for a line that is not JSON,
+or not I-JSON (PROTOCOL.md section 2; nothing after it is read; what came before
+is still sent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Final
 import msgspec
 
 from ._cursor import U64_MAX, valid_session_id
+from ._ijson import NotIJson
 from ._writer import LiveReplayClient
 
 DEFAULT_URL: Final = "http://127.0.0.1:7447"
@@ -80,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"livereplay append: line {number} is not JSON: {exc}", file=sys.stderr)
                 status = 2
                 break
-            event = client.append(args.session_id, args.revision, payload, turn_id=args.turn_id)
+            try:
+                event = client.append(args.session_id, args.revision, payload, turn_id=args.turn_id)
+            except NotIJson as exc:
+                print(f"livereplay append: line {number}: {exc}", file=sys.stderr)
+                status = 2
+                break
             print(event.cursor, flush=True)
     finally:
         flushed = client.close(args.timeout)

@@ -13,6 +13,7 @@ from typing import Final, Literal
 
 PREFIX: Final = "lashsc2:"
 U64_MAX: Final = 2**64 - 1
+U64_DIGITS: Final = len(str(U64_MAX))
 
 SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9._~:@+\-]{1,256}")
 INCARNATION_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -45,11 +46,18 @@ class Cursor:
 
 
 def parse_u64(text: str) -> int | None:
-    """Rust's `u64::from_str`: an optional `+`, then one or more ASCII digits, in range."""
+    """Rust's `u64::from_str`: an optional `+`, then one or more ASCII digits, in range.
+
+    Leading zeros may be many; the significant digits are checked for length before
+    `int()` sees them, which refuses more than 4,300 digits with an exception.
+    """
     digits = text[1:] if text.startswith("+") else text
     if not digits or not (digits.isascii() and digits.isdigit()):
         return None
-    value = int(digits)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > U64_DIGITS:
+        return None
+    value = int(significant)
     return value if value <= U64_MAX else None
 
 

@@ -6,7 +6,6 @@ concatenating stored bytes, so a reader costs no per-event encoding.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -69,45 +68,9 @@ def encode_event(record: EventRecord) -> bytes:
 def event_json_to_msgpack(data: bytes) -> bytes:
     """The msgpack form of a stored JSON event, made once per event on first demand.
 
-    JSON can hold numbers msgpack cannot (integers beyond 64 bits, `1e400`): those
-    become the nearest msgpack value, a decimal string for such an integer and an
-    infinite float for such a number, rather than failing the reader. A payload
-    nested deeper than the decoder's stack allows here goes as its JSON text.
+    Payloads are I-JSON (checked at append), so every value has an exact msgpack form.
     """
-    try:
-        try:
-            return msgpack_encoder.encode(_any_json.decode(data))
-        except (msgspec.DecodeError, OverflowError):
-            return msgpack_encoder.encode(_fit_msgpack(json.loads(data)))
-    except RecursionError:
-        return _payload_as_text(data)
-
-
-_PAYLOAD_KEY: Final = b',"payload":'
-
-
-def _payload_as_text(data: bytes) -> bytes:
-    """The event with its payload as a JSON-text string; its other fields are shallow.
-
-    `payload` is the record's last field, and no string field can hold `,"payload":`
-    unescaped, so the first such key is the field's own.
-    """
-    split = data.index(_PAYLOAD_KEY)
-    head: dict[str, Any] = _any_json.decode(data[:split] + b"}")
-    head["payload"] = data[split + len(_PAYLOAD_KEY) : -1].decode()
-    return msgpack_encoder.encode(head)
-
-
-def _fit_msgpack(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value <= U64_MAX else str(value)
-    if isinstance(value, list):
-        return [_fit_msgpack(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _fit_msgpack(v) for k, v in value.items()}
-    return value
+    return msgpack_encoder.encode(_any_json.decode(data))
 
 
 _JSON_EVENTS_HEAD: Final = b'{"type":"events","events":['

@@ -25,12 +25,13 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from ._cursor import U64_MAX, Cursor, parse_cursor, valid_session_id
+from ._ijson import encode_payload
 from ._ingest_wire import PATH
 from ._rules import Gap, read_page
 from ._sender import Sender, WriterOptions
 from ._subscription import WindowSubscription, decode_events
 from ._window import LocalWindow
-from ._wire import EventOut, json_encoder
+from ._wire import EventOut
 
 _SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
@@ -123,9 +124,11 @@ class LiveReplayClient:
         """Record an event and return it with its cursor, at once.
 
         Raises only for the caller's mistakes: `ValueError` (session id, revision),
-        `TypeError` (a payload msgspec cannot encode as JSON), `AppendRefused`
-        (`event_too_large`), `ClientClosed`. The returned event's `payload` is the
-        object given, not a copy.
+        `NotIJson`, a `ValueError` (a payload the protocol refuses: a number outside
+        what JSON and MessagePack both hold exactly, nesting deeper than 64, a lone
+        surrogate), `TypeError` (a payload msgspec cannot encode as JSON),
+        `AppendRefused` (`event_too_large`), `ClientClosed`. Nothing is recorded when
+        it raises. The returned event's `payload` is the object given, not a copy.
         """
         if self._closed:
             raise ClientClosed("the client is closed")
@@ -133,7 +136,7 @@ class LiveReplayClient:
             raise ValueError("a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -")
         if not isinstance(revision, int) or not 0 <= revision <= U64_MAX:
             raise ValueError("a revision is an unsigned 64-bit integer")
-        data = json_encoder.encode(payload)
+        data = encode_payload(payload)
         position, ts = self._window.append(session_id, revision, msgspec.Raw(data), turn_id)
         self._sender.notify()
         cursor = str(Cursor(self.incarnation, revision, position, session_id))

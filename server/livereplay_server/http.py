@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from livereplay import (
     valid_session_id,
 )
 from livereplay._cursor import parse_u64
+from livereplay._ijson import MAX_DEPTH, NotIJson, check_json
 from livereplay._rules import read_page
 from livereplay._wire import BatchIn, batch_decoder, json_encoder
 
@@ -225,13 +227,33 @@ def decode_batch(body: bytes) -> BatchIn:
         code = "invalid_event" if "$.events[" in str(exc) else "invalid_body"
         raise ApiError(400, code, str(exc)) from None
     except msgspec.DecodeError as exc:
+        if _json_with_lone_surrogates(body):
+            message = "a string is not valid Unicode (a lone surrogate)"
+            raise ApiError(400, "invalid_event", message) from None
         raise ApiError(400, "invalid_body", f"not valid JSON: {exc}") from None
     except RecursionError:
-        raise ApiError(400, "invalid_body", "the JSON is nested too deeply") from None
-    # Payloads are views into the request body; copy so stored events don't pin it.
-    for event in batch.events:
-        event.payload = event.payload.copy()
+        # The batch's own shape is shallow and checked as it is read: only a payload nests.
+        message = f"a payload is nested deeper than {MAX_DEPTH} levels"
+        raise ApiError(400, "invalid_event", message) from None
+    for index, event in enumerate(batch.events):
+        # Payloads are views into the request body; copy so stored events don't pin it.
+        payload = bytes(event.payload)
+        try:
+            check_json(payload)
+        except NotIJson as exc:
+            raise ApiError(400, exc.code, f"event {index}: {exc}") from None
+        event.payload = msgspec.Raw(payload)
     return batch
+
+
+def _json_with_lone_surrogates(body: bytes) -> bool:
+    """Whether a body msgspec refused is JSON once lone surrogate escapes are allowed
+    (RFC 8259 allows them, I-JSON does not). Only on the error path: it is slow."""
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 async def append(state: AppState, session_id: str, batch: BatchIn, writer: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from livereplay import valid_session_id
+from livereplay._ijson import NotIJson, check_json
 from livereplay._ingest_wire import (
     CLOSE_CLIENT_FAULT,
     CLOSE_TRY_AGAIN,
@@ -41,7 +42,6 @@ from .state import AppState
 
 log = get_logger("livereplay.ingest")
 
-_any_json = msgspec.json.Decoder(msgspec.Raw)
 # msgspec raises these besides DecodeError: for a string that is not UTF-8, and for
 # values nested deeper than the stack allows.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -127,14 +127,11 @@ async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | 
         return refusal
     events: list[EventIn] = []
     for event in batch.events:
-        # Raw is not validated by msgspec: check each payload is one JSON value, in UTF-8.
         try:
-            payload = _any_json.decode(event.payload)
-            if not event.payload.isascii():
-                event.payload.decode()
-        except _UNDECODABLE as exc:
-            message = f"event {len(events)}: the payload is not JSON ({exc})"
-            return _refused(state, batch.id, "invalid_event", message)
+            check_json(event.payload)
+        except NotIJson as exc:
+            return _refused(state, batch.id, exc.code, f"event {len(events)}: {exc}")
+        payload = msgspec.Raw(event.payload)
         events.append(EventIn(event.revision, payload, event.position, event.turn_id))
     try:
         batch_in = BatchIn(events, batch.incarnation)

@@ -47,6 +47,8 @@ def test_the_session_id_is_last_and_keeps_its_colons() -> None:
         (str(U64_MAX), U64_MAX),
         ("+" + str(U64_MAX), U64_MAX),
         ("000" + str(U64_MAX), U64_MAX),
+        # Far more leading zeros than Python's int() takes digits (4,300).
+        ("0" * 5000 + "9", 9),
     ],
 )
 def test_numbers_follow_rust_u64_rules(text: str, value: int) -> None:
@@ -73,6 +75,8 @@ def test_numbers_follow_rust_u64_rules(text: str, value: int) -> None:
         "1.0",
         str(2**64),
         str(2**70),
+        "9" * 5000,  # int() would raise: more than 4,300 digits
+        "1" + "0" * 20,
         "\u0661",  # ARABIC-INDIC DIGIT ONE: int() accepts it, Rust does not
         "\uff11",  # FULLWIDTH DIGIT ONE
         "\u00b2",  # SUPERSCRIPT TWO: str.isdigit() is true for it

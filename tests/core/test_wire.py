@@ -1,19 +1,113 @@
-"""Frames for msgpack readers from events stored as JSON."""
+"""I-JSON payloads (PROTOCOL.md section 2, revision 1.1), and their msgpack form."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
 
 import msgspec
+import pytest
+from hypothesis import given
 
+from livereplay._ijson import MAX_DEPTH, NotIJson, check_json, encode_payload
 from livereplay._wire import event_json_to_msgpack
+from tests.fuzz.strategies import json_values
+
+I64_MIN, U64_MAX = -(2**63), 2**64 - 1
 
 
-def test_msgpack_form_keeps_ordinary_values_exactly() -> None:
-    data = b'{"a":[1,-2,18446744073709551615,-9223372036854775808,1.5,"x",null,true]}'
-    assert msgspec.msgpack.decode(event_json_to_msgpack(data)) == msgspec.json.decode(data)
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
 
 
-def test_numbers_msgpack_cannot_hold_become_the_nearest_value_instead_of_failing() -> None:
-    data = b'{"big":123456789012345678901234567890,"huge":[1e400,-1e400],"ok":7}'
-    assert msgspec.msgpack.decode(event_json_to_msgpack(data)) == {
-        "big": "123456789012345678901234567890",
-        "huge": [float("inf"), float("-inf")],
-        "ok": 7,
-    }
+@given(json_values)
+def test_every_i_json_value_is_accepted_and_has_an_exact_msgpack_form(value: Any) -> None:
+    data = json.dumps(value).encode()
+    check_json(data)
+    assert encode_payload(value) == msgspec.json.encode(value)
+    event = b'{"payload":' + data + b"}"
+    assert msgspec.msgpack.decode(event_json_to_msgpack(event)) == {"payload": value}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"18446744073709551615",
+        b"-9223372036854775808",
+        b"0.1e-400",  # rounds to 0.0: a finite double
+        b"1.7976931348623157e308",
+        nested(MAX_DEPTH),
+        b'{"k":' * (MAX_DEPTH - 1) + b"{}" + b"}" * (MAX_DEPTH - 1),
+        b'"\\ud83d\\ude00"',  # a surrogate pair is one character
+        b'"123456789012345678901234567890"',  # digits in a string are text
+        b"[" + b",".join([b"[1]"] * 200) + b"]",  # many containers, shallow
+    ],
+)
+def test_values_at_the_edges_of_i_json_are_accepted(data: bytes) -> None:
+    check_json(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"1e400", "out of range"),
+        (b"-1e400", "out of range"),
+        (b"1" * 5000, "out of range"),
+        (b"18446744073709551616", "outside -2^63..2^64-1"),
+        (b"-9223372036854775809", "outside -2^63..2^64-1"),
+        (b'{"a":[123456789012345678901234567890]}', "outside -2^63..2^64-1"),
+        (nested(MAX_DEPTH + 1), "deeper than 64"),
+        (nested(5000), "deeper than 64"),
+        (b'"\\ud800"', "not JSON"),
+        (b'"\\udc00x"', "not JSON"),
+        (b'"\xed\xa0\x80"', "not UTF-8"),  # a surrogate encoded as UTF-8
+        (b'"\xff"', "not UTF-8"),
+        (b"[1,", "not JSON"),
+        (b"1 2", "not JSON"),
+        (b"NaN", "not JSON"),
+    ],
+)
+def test_what_json_or_msgpack_cannot_carry_exactly_is_refused(data: bytes, why: str) -> None:
+    with pytest.raises(NotIJson, match=why.replace("^", r"\^")) as refused:
+        check_json(data)
+    assert refused.value.code == "invalid_event"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        math.inf,
+        -math.inf,
+        {"a": [1, math.nan]},
+        2**64,
+        I64_MIN - 1,
+        "a\ud800b",
+        {"k": "\udfff"},
+    ],
+)
+def test_the_writer_refuses_python_values_that_are_not_i_json(value: Any) -> None:
+    with pytest.raises(NotIJson):
+        encode_payload(value)
+
+
+def test_the_writer_refuses_python_values_nested_too_deep() -> None:
+    value: Any = []
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    with pytest.raises(NotIJson, match="deeper than 64"):
+        encode_payload(value)
+    assert encode_payload(value[0]) == nested(MAX_DEPTH)
+
+
+def test_none_and_ordinary_numbers_are_not_mistaken_for_non_finite_ones() -> None:
+    assert encode_payload({"a": None, "b": 1.5, "null": "null"}) == (
+        b'{"a":null,"b":1.5,"null":"null"}'
+    )
+    assert encode_payload([U64_MAX, I64_MIN]) == b"[18446744073709551615,-9223372036854775808]"
+
+
+def test_json_text_given_as_raw_is_checked_as_it_is() -> None:
+    assert encode_payload(msgspec.Raw(b' {"a": null} ')) == b' {"a": null} '
+    with pytest.raises(NotIJson):
+        encode_payload(msgspec.Raw(b"1e400"))

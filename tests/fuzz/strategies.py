@@ -42,7 +42,7 @@ cursor_texts = st.one_of(texts, near_miss_cursors())
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(-(2**63), U64_MAX)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
     lambda inner: (
@@ -50,6 +50,7 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
+# I-JSON values (PROTOCOL.md section 2): the payloads the daemon accepts.
 valid_payloads = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     # Surrounding whitespace is allowed; non-ASCII text travels as UTF-8.

@@ -25,6 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from livereplay import MalformedCursor, WrongSession, parse_start, valid_session_id
+from livereplay._ijson import MAX_DEPTH
 from livereplay_server.frames import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, choose_codec
 from tests.fuzz.strategies import cursor_texts, valid_payloads
 from tests.fuzz.threaded import assert_healthy, threaded_daemon
@@ -207,9 +208,7 @@ def _assert_served(daemon: InProcessDaemon, session_id: str, shape: str) -> None
                 assert payload.decode() in events
             else:
                 assert events.startswith(b"\x82\xa4type\xa6events")
-                # The payload itself, or (nested too deep to convert) its JSON text.
-                as_text = msgspec.msgpack.encode(payload.decode())
-                assert _msgpack(shape) in events or as_text in events
+                assert _msgpack(shape) in events
             assert _decode(ws.recv(timeout=5))["type"] == "caught_up"
 
 
@@ -220,28 +219,28 @@ def _assert_served(daemon: InProcessDaemon, session_id: str, shape: str) -> None
 def test_every_accepted_payload_reaches_json_and_msgpack_readers(
     daemon: InProcessDaemon, shape: str
 ) -> None:
-    """However deeply a payload nests, once accepted it is served: never a 1011 loop."""
+    """However deeply a payload nests, it is refused at append (deeper than 64 levels) or
+    served exactly to both kinds of reader: never a 1011 loop."""
     session_id = f"deep-{next(_ids)}"
     answer = _post(daemon, session_id, _json(shape))
-    assert answer.status_code in (200, 400), answer.text
-    if answer.status_code == 400:
-        assert answer.json()["error"]["code"] == "invalid_body"
+    if len(shape) > MAX_DEPTH:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] in ("invalid_event", "invalid_body")
         return
+    assert answer.status_code == 200, answer.text
     _assert_served(daemon, session_id, shape)
 
 
-def test_the_deepest_payloads_accepted_reach_msgpack_readers(daemon: InProcessDaemon) -> None:
-    """Converting to msgpack nests one level deeper than accepting did, on another stack:
-    the payloads at the very edge of what is accepted are the ones that could fail."""
-    low, high = 1, 2000  # accepted at `low`, refused at `high`
-    while high - low > 1:
-        middle = (low + high) // 2
-        accepted = _post(daemon, f"probe-{next(_ids)}", _json("a" * middle)).status_code == 200
-        low, high = (middle, high) if accepted else (low, middle)
-    for depth in range(low - 3, low + 1):
-        session_id = f"edge-{next(_ids)}"
-        assert _post(daemon, session_id, _json("a" * depth)).status_code == 200
-        _assert_served(daemon, session_id, "a" * depth)
+def test_payloads_at_the_depth_limit_reach_msgpack_readers(daemon: InProcessDaemon) -> None:
+    """64 levels is the most the protocol allows, and it converts to msgpack exactly;
+    one level more is refused at append."""
+    deepest = "a" * MAX_DEPTH
+    session_id = f"edge-{next(_ids)}"
+    assert _post(daemon, session_id, _json(deepest)).status_code == 200
+    _assert_served(daemon, session_id, deepest)
+    refused = _post(daemon, f"edge-{next(_ids)}", _json(deepest + "a"))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_event"
 
 
 @st.composite
@@ -287,16 +286,4 @@ def test_any_payload_bytes_are_refused_or_served_to_every_reader(
         with _stream(daemon, session_id, "?cursor=earliest", [subprotocol]) as ws:
             assert _decode(ws.recv(timeout=5))["type"] == "hello"
             frame = _decode(ws.recv(timeout=5))
-            expected = value if subprotocol == JSON_SUBPROTOCOL else _fit_msgpack(value)
-            assert [e["payload"] for e in frame["events"]] == [expected]
-
-
-def _fit_msgpack(value: Any) -> Any:
-    """What a msgpack reader gets: an integer msgpack cannot hold comes as its decimal text."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if -(2**63) <= value < 2**64 else str(value)
-    if isinstance(value, list):
-        return [_fit_msgpack(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _fit_msgpack(v) for k, v in value.items()}
-    return value
+            assert [e["payload"] for e in frame["events"]] == [value]

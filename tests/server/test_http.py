@@ -12,6 +12,7 @@ from tests.support.daemon import fast_settings, run_in_process
 from tests.support.wire import append
 
 INC = "writer-1"
+HUGE = "9" * 5000
 
 
 @pytest.fixture
@@ -179,6 +180,25 @@ BAD_REQUESTS = [
         413,
         "batch_too_large",
     ),
+    # Payloads must be I-JSON (revision 1.1): what JSON and msgpack cannot both carry exactly.
+    *(
+        (
+            "POST",
+            "/v1/sessions/s-1/events",
+            b'{"events": [{"revision": 1, "payload": "ok"}, {"revision": 1, "payload": '
+            + payload
+            + b"}]}",
+            400,
+            "invalid_event",
+        )
+        for payload in (
+            b"1e400",
+            b"9" * 5000,
+            b"18446744073709551616",
+            b"[" * 65 + b"]" * 65,
+            b'"\\ud800"',
+        )
+    ),
     ("POST", "/v1/sessions/bad%20id/events", b'{"events": []}', 400, "invalid_session_id"),
     ("GET", "/v1/sessions/" + "x" * 257 + "/cursor", None, 400, "invalid_session_id"),
     ("GET", "/v1/sessions/s-1/events?after=lashsc1:a:1:1:s-1", None, 400, "malformed_cursor"),
@@ -188,6 +208,12 @@ BAD_REQUESTS = [
     ("GET", "/v1/sessions/s-1/events?after=earliest&limit=0", None, 400, "invalid_query"),
     ("GET", "/v1/sessions/s-1/events?after=earliest&limit=1001", None, 400, "invalid_query"),
     ("GET", "/v1/sessions/s-1/cursor?revision=x", None, 400, "invalid_query"),
+    # Numbers longer than Python's int() takes (4,300 digits) are just out of range.
+    ("GET", f"/v1/sessions/s-1/cursor?revision={HUGE}", None, 400, "invalid_query"),
+    ("GET", f"/v1/sessions/s-1/events?after=earliest&limit={HUGE}", None, 400, "invalid_query"),
+    ("GET", f"/v1/sessions/s-1/events?after=lashsc2:a:{HUGE}:1:s-1", None, 400, "malformed_cursor"),
+    ("GET", f"/v1/sessions/s-1/events?after=lashsc2:a:1:{HUGE}:s-1", None, 400, "malformed_cursor"),
+    ("GET", f"/v1/sessions?limit={HUGE}", None, 400, "invalid_query"),
     ("GET", "/v1/sessions/nope/cursor", None, 404, "unknown_session"),
     ("POST", "/v1/sessions/nope/trim", None, 404, "unknown_session"),
     ("DELETE", "/v1/sessions/nope", None, 404, "unknown_session"),

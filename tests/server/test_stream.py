@@ -306,6 +306,7 @@ async def test_heartbeat_after_a_quiet_period() -> None:
         ("/v1/sessions/s-1/stream?cursor=lashsc2:a:1:-1:s-1", "malformed_cursor"),
         ("/v1/sessions/s-1/stream", "malformed_cursor"),
         ("/v1/sessions/s-1/stream?cursor=lashsc2:a:1:1:s-2", "wrong_session"),
+        (f"/v1/sessions/s-1/stream?cursor=lashsc2:a:{'9' * 5000}:1:s-1", "malformed_cursor"),
         ("/v1/sessions/bad%20id/stream?cursor=earliest", "invalid_session_id"),
     ],
 )

@@ -282,6 +282,11 @@ async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
         assert (await answer(encoder.encode(no_positions))).code == "invalid_event"
         mangled = encoder.encode({"type": "append", "id": 6, "session_id": "s-1"})
         assert (await answer(mangled)).code == "invalid_body"
+        # Not I-JSON (revision 1.1): refused as over HTTP, nothing written.
+        for not_i_json in (b"1e400", b"7" * 5000, b"[" * 65 + b"]" * 65, b'"\\ud800"'):
+            refused = await answer(batch(6, "s-1", [b"1", not_i_json]))
+            assert refused.code == "invalid_event" and "event 1" in refused.message
+        assert (await http.get("/v1/sessions/s-1/cursor")).status_code == 404
 
         good = await answer(batch(7, "s-1", [b'{"a":1}', b" [2] ", b'"\xc3\xa9"']))
         assert good == Ack(7, 3, 0, "lashsc2:w-1:1:3:s-1")
@@ -291,7 +296,7 @@ async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
             8, 1, 3, "lashsc2:w-1:1:4:s-1"
         )
         metrics = (await http.get("/metrics")).text
-        assert 'livereplay_appends_refused_total{code="invalid_event"} 3.0' in metrics
+        assert 'livereplay_appends_refused_total{code="invalid_event"} 7.0' in metrics
         assert "livereplay_events_appended_total 4.0" in metrics
 
 
@@ -361,6 +366,9 @@ async def test_append_from_a_shell_reads_json_lines(daemon: InProcessDaemon) -> 
 
     code, out, err = await run_python(cmd, b'"kept"\n{not json\n"never read"\n')
     assert code == 2 and "line 2 is not JSON" in err
+    assert len(out.split()) == 1
+    code, out, err = await run_python(cmd, b'"kept"\n[1e400]\n"never read"\n')
+    assert code == 2 and "line 2: the payload has a number out of range" in err
     assert len(out.split()) == 1
 
     unreachable = f"http://127.0.0.1:{free_port()}"

@@ -28,6 +28,7 @@ from livereplay import (
     Limits,
     LiveReplayClient,
     MalformedCursor,
+    NotIJson,
     SubscriberLagged,
     WindowSubscription,
     WriterOptions,
@@ -262,3 +263,24 @@ def test_importing_the_client_leaves_the_daemon_stack_out() -> None:
         "assert 'websockets' in sys.modules and 'msgspec' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def nested(depth: int) -> object:
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [float("inf"), {"x": float("nan")}, 2**64, -(2**63) - 1, "\ud800", nested(65)],
+    ids=["inf", "nan", "u64+1", "i64-1", "lone-surrogate", "depth-65"],
+)
+def test_append_refuses_a_payload_that_is_not_i_json_and_records_nothing(
+    client: LiveReplayClient, payload: object
+) -> None:
+    with pytest.raises(NotIJson):
+        client.append("s-1", 1, payload)
+    assert client.stats().appended == 0
+    assert client.append("s-1", 1, nested(64)).position == 1

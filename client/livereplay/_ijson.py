@@ -1,0 +1,116 @@
+"""I-JSON payloads (PROTOCOL.md section 2, revision 1.1).
+
+Every accepted payload can be served exactly both as JSON and as MessagePack, so
+what either form cannot carry is refused at append: strings that are not valid
+Unicode, integers outside -2^63..2^64-1, numbers that are not finite doubles,
+nesting deeper than 64 levels. The daemon checks the bytes a writer sends; the
+writer client checks the value it is given before the event enters its window.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Final
+
+import msgspec
+
+MAX_DEPTH: Final = 64
+
+_decoder: Final = msgspec.json.Decoder()
+_json: Final = msgspec.json.Encoder()
+_msgpack: Final = msgspec.msgpack.Encoder()
+# An integer needs at least 19 digits to fall outside int64..uint64: most payloads
+# have no such run of digits, and skip the exact check.
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+
+
+class NotIJson(ValueError):
+    """A payload the protocol refuses (`invalid_event`); the message says why."""
+
+    code = "invalid_event"
+
+
+def check_json(data: bytes) -> None:
+    """Raise `NotIJson` unless `data` is exactly one I-JSON value."""
+    try:
+        value = _decoder.decode(data)
+    except UnicodeDecodeError:
+        raise NotIJson("the payload is not UTF-8") from None
+    except msgspec.ValidationError as exc:
+        # msgspec's own range checks: a number beyond a double, a huge integer.
+        raise NotIJson(f"the payload has a number out of range ({exc})") from None
+    except msgspec.DecodeError as exc:
+        raise NotIJson(f"the payload is not JSON ({exc})") from None
+    except RecursionError:
+        raise NotIJson(f"the payload is nested deeper than {MAX_DEPTH} levels") from None
+    _check_decoded(data, value)
+
+
+def encode_payload(value: Any) -> bytes:
+    """The JSON encoding of a payload given as a Python value, refusing what is not I-JSON.
+
+    Raises `NotIJson`, or `TypeError` for a value JSON has no form for. A `msgspec.Raw`
+    is JSON text already: it is checked as it is.
+    """
+    if isinstance(value, msgspec.Raw):
+        data = bytes(value)
+        check_json(data)
+        return data
+    try:
+        data = _json.encode(value)
+    except UnicodeEncodeError:
+        raise NotIJson("a string in the payload is not valid Unicode (a lone surrogate)") from None
+    # msgspec writes NaN and the infinities as `null`: only then can there be one.
+    if b"null" in data and _has_non_finite(msgspec.to_builtins(value)):
+        raise NotIJson("the payload has a number that is not finite (NaN or an infinity)")
+    check_json(data)
+    return data
+
+
+def _check_decoded(data: bytes, value: Any) -> None:
+    """The rules msgspec's decoder does not apply itself: depth and integer range."""
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise NotIJson(f"the payload is nested deeper than {MAX_DEPTH} levels")
+    if _LONG_DIGITS.search(data):
+        try:
+            _msgpack.encode(value)
+        except OverflowError:
+            raise NotIJson("the payload has an integer outside -2^63..2^64-1") from None
+
+
+def _depth(value: Any) -> int:
+    """How many containers deep `value` nests (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > MAX_DEPTH:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+__all__ = ["MAX_DEPTH", "NotIJson", "check_json", "encode_payload"]
