@@ -31,12 +31,17 @@ class IngestEvent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Append(msgspec.Struct, tag="append", tag_field="type", forbid_unknown_fields=True):
-    """One batch for one session, applied whole or refused whole."""
+    """One batch for one session, applied whole or refused whole.
+
+    `restore_to`: the batch re-sends the writer's window, up to that position, to a
+    daemon whose instance changed; readers ahead of the tail wait for it (rule 4).
+    """
 
     id: BatchId
     session_id: str
     events: list[IngestEvent]
     incarnation: str | None = None
+    restore_to: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
@@ -51,10 +56,14 @@ class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
 
 
 class Ack(msgspec.Struct, tag="ack", tag_field="type"):
+    """A batch accepted. `holes`: positions it skipped, which the daemon serves as a
+    `writer_overflow` gap (the writer's window lost them before they were sent)."""
+
     id: int
     accepted: int
     duplicates: int
     tail_cursor: str | None
+    holes: int = 0
 
 
 class Refused(msgspec.Struct, tag="refused", tag_field="type"):

@@ -35,6 +35,9 @@ class Limits:
     session_idle_ttl_ms: int = 3_600_000
     max_event_bytes: int = 1 * MiB
     max_sessions: int = 100_000
+    # How long readers ahead of the tail wait for a writer restoring its window after
+    # its last restore batch (rule 4, revision 1.1).
+    restore_wait_ms: int = 10_000
 
 
 class TrimCause(StrEnum):
@@ -81,6 +84,7 @@ class AppendResult:
     tail_cursor: Cursor | None  # None only for an empty batch to an unknown session
     created: bool
     took_over: bool
+    holes: int = 0  # positions this batch skipped: a `writer_overflow` hole before its events
 
 
 @dataclass(slots=True)
@@ -96,6 +100,10 @@ class SessionLog:
     events: deque[StoredEvent] = field(default_factory=deque)
     # Skipped position ranges (inclusive), oldest first: served as `writer_overflow`.
     holes: deque[tuple[int, int]] = field(default_factory=deque)
+    # A writer is restoring its window up to this position (0: no restore under way);
+    # readers with a cursor up to it wait for the tail until `restore_until_ms`.
+    restoring_to: int = 0
+    restore_until_ms: int = 0
 
     def cursor_at(self, position: int, revision: int | None = None) -> Cursor:
         rev = self.latest_revision if revision is None else revision
@@ -138,6 +146,15 @@ class SessionLog:
         while self.holes and self.holes[0][1] + 1 < oldest:
             self.holes.popleft()
         return event
+
+
+def mark_restore(log: SessionLog, restore_to: int | None, until_ms: int) -> None:
+    """Note a restore batch (a sliding deadline), and end the restore once the tail is there."""
+    if restore_to is not None and log.tail < restore_to:
+        log.restoring_to = max(log.restoring_to, restore_to)
+        log.restore_until_ms = until_ms
+    elif log.restoring_to and log.tail >= log.restoring_to:
+        log.restoring_to = log.restore_until_ms = 0
 
 
 @dataclass(slots=True)
@@ -189,9 +206,20 @@ class SessionTable:
     # -- writing -----------------------------------------------------------
 
     def append(
-        self, session_id: str, incarnation: str | None, events: list[EventIn], now_ms: int
+        self,
+        session_id: str,
+        incarnation: str | None,
+        events: list[EventIn],
+        now_ms: int,
+        *,
+        restore_to: int | None = None,
     ) -> AppendResult:
-        """Apply one batch atomically: it is checked and encoded whole, then written whole."""
+        """Apply one batch atomically: it is checked and encoded whole, then written whole.
+
+        `restore_to` marks a batch of a writer re-sending its window (up to that
+        position) to a daemon that lost it: until the tail reaches it, readers ahead of
+        the tail wait instead of getting `ahead_of_tail`.
+        """
         log = self._logs.get(session_id)
         self._check(session_id, incarnation, events)
         if events and log is None and len(self._logs) >= self.limits.max_sessions:
@@ -240,12 +268,13 @@ class SessionTable:
                 self._meta[session_id].supersede(log.incarnation)
                 self._forget_events(log)
             log = self._create(session_id, target_incarnation)
-        accepted = 0
+        accepted = holes = 0
         for item_stored in staged:
             if item_stored is None:
                 continue
             stored = item_stored
             if stored.position > log.tail + 1 and log.tail > 0:
+                holes += stored.position - log.tail - 1
                 log.holes.append((log.tail + 1, stored.position - 1))
                 if len(log.holes) > MAX_HOLES:
                     log.holes.popleft()
@@ -261,6 +290,7 @@ class SessionTable:
             self._logs.move_to_end(session_id)
             self._enforce_session(log, now_ms)
             self._enforce_budget()
+        mark_restore(log, restore_to, now_ms + self.limits.restore_wait_ms)
         return AppendResult(
             accepted,
             len(events) - accepted,
@@ -268,6 +298,7 @@ class SessionTable:
             log.tail_cursor,
             created=not existed,
             took_over=existed and fresh,
+            holes=holes,
         )
 
     def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:

@@ -42,6 +42,9 @@ class Head:
     tail: int
     latest_revision: int
     oldest: Cursor | None  # the oldest retained event's cursor
+    # A writer restoring its window up to this position until then (rule 4); 0: none.
+    restoring_to: int = 0
+    restore_until_ms: int = 0
 
     @property
     def tail_cursor(self) -> Cursor:
@@ -63,6 +66,8 @@ class Head:
             log.tail,
             log.latest_revision,
             log.event_cursor(oldest) if oldest else None,
+            log.restoring_to,
+            log.restore_until_ms,
         )
 
 
@@ -94,6 +99,27 @@ class Gap:
     @classmethod
     def unknown(cls, session_id: str, requested: str, detail: GapDetail) -> Gap:
         return cls(session_id, requested, None, None, GapReason.UNAVAILABLE, detail, None)
+
+
+def wait_until(
+    head: Head | None, cursor: Cursor | None, now_ms: int, grace_until_ms: int
+) -> int | None:
+    """Until when a read must wait rather than answer (rules 2 and 4); None: answer now.
+
+    During the startup grace a cursor for an unknown session, or one ahead of the tail
+    of its incarnation, waits for the writer to re-send its window; so does a cursor a
+    writer's restore under way will reach, until that restore's deadline.
+    """
+    if cursor is None or cursor.position == 0:
+        return None
+    if head is None:
+        return grace_until_ms if now_ms < grace_until_ms else None
+    if cursor.incarnation != head.incarnation or cursor.position <= head.tail:
+        return None
+    until = grace_until_ms if now_ms < grace_until_ms else 0
+    if cursor.position <= head.restoring_to and now_ms < head.restore_until_ms:
+        until = max(until, head.restore_until_ms)
+    return until or None
 
 
 def check(head: Head, cursor: Cursor, snapshot: Snapshot, *, reading: bool) -> Gap | None:
@@ -179,6 +205,8 @@ class Subscription:
         self._reading = False  # a read has succeeded on this connection (lagged vs retention)
         self._seen_session = False
         self.more = False
+        # Set while the reader waits (rules 2 and 4): read again by then at the latest.
+        self.wait_until_ms = 0
 
     @property
     def caught_up(self) -> bool:
@@ -204,6 +232,7 @@ class Subscription:
             )
             out.append(Hello(start, head.tail_cursor if head else None))
         self.more = False
+        self.wait_until_ms = 0
         if head is None:
             self._feed_unknown(out, now_ms)
             return out
@@ -211,6 +240,10 @@ class Subscription:
         if self.cursor is None:
             self.cursor = head.start_cursor(self._word)
             self._word = "earliest"
+        until = wait_until(head, self.cursor, now_ms, self.grace_until_ms)
+        if until is not None:
+            self.wait_until_ms = until  # the tail will reach the cursor: no gap, no frame
+            return out
         gap = check(head, self.cursor, snapshot, reading=self._reading)
         if gap is not None:
             out.append(gap)
@@ -237,6 +270,7 @@ class Subscription:
         cursor = self.cursor
         if cursor is not None and cursor.position > 0:
             if self.in_grace(now_ms) and not self._seen_session:
+                self.wait_until_ms = self.grace_until_ms
                 return  # wait for the writer to re-send its window
             detail = GapDetail.SESSION_DELETED if self._seen_session else GapDetail.UNKNOWN_SESSION
             out.append(Gap.unknown(self.session_id, str(cursor), detail))
@@ -262,11 +296,28 @@ class Subscription:
             out.append(CaughtUp(self.cursor))
 
 
+class MustWait(Exception):
+    """A page cannot be answered yet (rules 2 and 4): the daemon is waiting for a writer
+    to re-send its window, until `until_ms` at the latest (HTTP 503 `starting`)."""
+
+    def __init__(self, until_ms: int) -> None:
+        super().__init__(f"waiting for the writer to re-send its window until {until_ms}")
+        self.until_ms = until_ms
+
+
 def read_page(
-    snapshot: Snapshot, start: Cursor | StartWord, session_id: str
+    snapshot: Snapshot,
+    start: Cursor | StartWord,
+    session_id: str,
+    *,
+    now_ms: int = 0,
+    grace_until_ms: int = 0,
 ) -> tuple[list[StoredEvent], Gap | None, Cursor | StartWord, bool]:
-    """One HTTP replay page: (events, gap, next cursor, caught up)."""
+    """One HTTP replay page: (events, gap, next cursor, caught up); raises `MustWait`."""
     head = snapshot.head
+    until = wait_until(head, start if isinstance(start, Cursor) else None, now_ms, grace_until_ms)
+    if until is not None:
+        raise MustWait(until)
     if head is None:
         if isinstance(start, Cursor) and start.position > 0:
             unknown = Gap.unknown(session_id, str(start), GapDetail.UNKNOWN_SESSION)

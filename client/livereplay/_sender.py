@@ -96,6 +96,10 @@ class ProtocolFault(Exception):
     """The daemon said something the ingest protocol does not allow."""
 
 
+class TryLater(Exception):
+    """The daemon refused the connection for now (it is starting, its backend is down)."""
+
+
 @dataclass(slots=True)
 class SenderState:
     """Figures only the sender writes; read by `stats()` without a lock."""
@@ -203,7 +207,7 @@ class Sender:
                 self._failures_in_a_row = 0
                 try:
                     await self._serve(ws)
-                except (ConnectionClosed, OSError, TimeoutError) as exc:
+                except (ConnectionClosed, OSError, TimeoutError, TryLater) as exc:
                     log.warning("livereplay connection lost: %s", exc)
                 except (ProtocolFault, msgspec.DecodeError) as exc:
                     log.error("livereplay protocol fault, reconnecting: %s", exc)
@@ -242,6 +246,8 @@ class Sender:
     async def _serve(self, ws: ClientConnection) -> None:
         async with asyncio.timeout(self.options.connect_timeout_s):
             welcome = server_decoder.decode(_bytes(await ws.recv()))
+        if isinstance(welcome, Error):
+            raise TryLater(f"the daemon cannot take writers yet: {welcome.code}")
         if not isinstance(welcome, Welcome) or welcome.protocol != PROTOCOL_VERSION:
             raise ProtocolFault(f"expected a welcome for protocol {PROTOCOL_VERSION}: {welcome}")
         self._welcomed(welcome)
@@ -285,8 +291,8 @@ class Sender:
             max_events=min(opts.max_batch_events, welcome.max_batch_events),
             max_bytes=max_bytes,
             max_event_bytes=min(opts.window.max_event_bytes, welcome.max_event_bytes),
-            fresh_max_events=welcome.max_batch_events,
-            fresh_max_bytes=welcome.max_batch_bytes,
+            restore_max_events=welcome.max_batch_events,
+            restore_max_bytes=welcome.max_batch_bytes,
         )
 
     async def _write_batches(
@@ -330,7 +336,9 @@ class Sender:
 
     def _encode(self, batch_id: int, batch: Batch) -> bytes:
         events = [_ingest_event(e.data) for e in batch.events]
-        message = Append(batch_id, batch.session_id, events, self.window.incarnation)
+        message = Append(
+            batch_id, batch.session_id, events, self.window.incarnation, batch.restore_to
+        )
         return encoder.encode(message)
 
     async def _read_answers(
@@ -346,7 +354,7 @@ class Sender:
             if answer.id != batch_id:
                 raise ProtocolFault(f"answer for batch {answer.id}, expected {batch_id}")
             if isinstance(answer, Ack):
-                self.window.acknowledged(batch, answer.duplicates)
+                self.window.acknowledged(batch, answer.duplicates, answer.holes)
                 self._retry_later = False
                 self.backoff.reset()
             elif answer.retry:
@@ -381,7 +389,8 @@ class Sender:
         now = time.monotonic()
         if dropped > self._logged_dropped and now >= self._loss_logged_at + LOSS_LOG_INTERVAL_S:
             log.warning(
-                "livereplay dropped %d unsent events (window overflow; hosts see writer_overflow)",
+                "livereplay lost %d events that no daemon had (its window overflowed); "
+                "hosts see a gap in their place",
                 dropped - self._logged_dropped,
             )
             self._logged_dropped = dropped

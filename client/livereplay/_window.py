@@ -39,8 +39,13 @@ class Outbox:
 
     sent: int = 0  # highest position written to the current connection
     acked: int = 0  # highest position the current daemon instance acknowledged
+    ever_acked: int = 0  # highest position any daemon instance acknowledged
     counted: int = 0  # highest position already counted as dropped or refused
+    # In flight when a connection was lost: the daemon may hold them, or not.
+    uncertain: int = 0
     fresh: bool = True  # the current daemon instance has been sent nothing of this session
+    # Restoring the window to a daemon instance that lost it, up to this position (0: not).
+    restore_to: int = 0
     superseded: bool = False
 
 
@@ -49,6 +54,7 @@ class Batch:
     session_id: str
     events: list[StoredEvent]
     last: int  # the highest position it covers (an event too large to send is skipped)
+    restore_to: int | None = None  # part of restoring the window (ingest `restore_to`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +64,9 @@ class BatchLimits:
     max_events: int
     max_bytes: int
     max_event_bytes: int
-    # A session's first batch to a daemon instance may be as large as the daemon allows.
-    fresh_max_events: int
-    fresh_max_bytes: int
+    # A window being restored goes in batches as large as the daemon allows.
+    restore_max_events: int
+    restore_max_bytes: int
 
 
 @dataclass(slots=True)
@@ -192,21 +198,24 @@ class LocalWindow:
             out.sent = log.tail
             return None
         oldest = log.oldest
-        if oldest is None or oldest.position > out.sent + 1:
-            # Retention trimmed events before they were sent: the daemon will see a hole.
-            self._count(out, oldest.position - 1 if oldest else log.tail, refused=False)
         if oldest is None:
             out.sent = log.tail
             return None
-        if out.fresh:
-            # All of the newest window that fits one batch, so a daemon that lost its
-            # memory gets it back at once (it takes the first position as the floor).
-            events = _newest(log, limits.fresh_max_events, limits.fresh_max_bytes)
-            out.fresh = False
-            self._count(out, events[0].position - 1, refused=False)
-            out.sent = out.acked = events[0].position - 1
-        else:
-            events = log.after(out.sent, limits.max_events, limits.max_bytes)
+        if oldest.position > out.sent + 1:
+            # Retention trimmed events before they were sent here. A daemon instance
+            # that already holds the session records the skipped positions as a hole and
+            # says how many in its ack; one that holds nothing takes the first position
+            # as the floor, so what no instance ever acknowledged is lost: count it now.
+            if out.fresh:
+                self._count(out, oldest.position - 1, refused=False)
+            out.sent = oldest.position - 1
+        out.fresh = False
+        restoring = out.restore_to > out.sent
+        events = log.after(
+            out.sent,
+            limits.restore_max_events if restoring else limits.max_events,
+            limits.restore_max_bytes if restoring else limits.max_bytes,
+        )
         sendable = [e for e in events if e.size <= limits.max_event_bytes]
         if len(sendable) < len(events):
             # Larger than the daemon takes: refused here rather than poisoning the batch.
@@ -215,32 +224,42 @@ class LocalWindow:
             )
             out.counted = max(out.counted, events[-1].position)
         out.sent = events[-1].position
-        return Batch(log.session_id, sendable, out.sent) if sendable else None
+        if not sendable:
+            return None
+        return Batch(log.session_id, sendable, out.sent, out.restore_to if restoring else None)
 
     def _count(self, out: Outbox, through: int, *, refused: bool) -> None:
-        """Count the events after the last sent one, through `through`, as lost."""
-        start = max(out.sent, out.counted)
+        """Count the positions after any that may have reached a daemon, through `through`,
+        as lost (once each)."""
+        start = max(out.sent, out.counted, out.ever_acked, out.uncertain)
         if through > start:
             if refused:
                 self.counters.refused += through - start
             else:
                 self.counters.dropped += through - start
-            out.counted = through
+        out.counted = max(out.counted, through)
 
-    def acknowledged(self, batch: Batch, duplicates: int) -> None:
+    def acknowledged(self, batch: Batch, duplicates: int, holes: int) -> None:
+        """The daemon holds the batch; `holes` positions before it it never received."""
         with self._lock:
             out = self._out[batch.session_id]
             out.acked = max(out.acked, batch.last)
+            out.ever_acked = max(out.ever_acked, batch.last)
+            if out.restore_to and out.acked >= out.restore_to:
+                out.restore_to = 0
             self.counters.acknowledged += len(batch.events)
             self.counters.duplicates += duplicates
+            self.counters.dropped += holes
 
     def refused(self, batch: Batch, code: str) -> None:
         """A final refusal: the batch will never be accepted, so it is not sent again."""
         with self._lock:
             out = self._out[batch.session_id]
             out.acked = max(out.acked, batch.last)
-            self.counters.refused += len(batch.events)
+            self.counters.refused += sum(1 for e in batch.events if e.position > out.counted)
             out.counted = max(out.counted, batch.last)
+            if out.restore_to and out.acked >= out.restore_to:
+                out.restore_to = 0
             if code == SUPERSEDED and not out.superseded:
                 out.superseded = True
                 self.newly_superseded.append(batch.session_id)
@@ -251,15 +270,31 @@ class LocalWindow:
         with self._lock:
             for session_id, out in self._out.items():
                 if out.sent > out.acked:
+                    out.uncertain = max(out.uncertain, out.sent)
                     out.sent = out.acked
                     self._pending[session_id] = None
 
     def new_instance(self) -> None:
         """The daemon lost its memory (or this is the first daemon): every session's
-        retained window goes again, each as one batch where it fits."""
+        retained window goes again, oldest first, in as many batches as it takes."""
         with self._lock:
             for session_id, out in self._out.items():
-                out.sent = out.acked
+                log = self._table.get(session_id)
+                if log is None or out.superseded:
+                    continue
+                oldest = log.oldest
+                floor = oldest.position - 1 if oldest else log.tail
+                # What retention trimmed and no instance acknowledged is lost now, those
+                # in flight to the instance that is gone included.
+                lost_from = max(out.counted, out.ever_acked)
+                if floor > lost_from:
+                    self.counters.dropped += floor - lost_from
+                    out.counted = floor
+                # Hosts may hold cursors into what an earlier instance had: restore it all.
+                reached_a_daemon = max(out.ever_acked, out.uncertain, out.sent) > 0
+                out.restore_to = log.tail if oldest and reached_a_daemon else 0
+                out.sent = out.acked = floor
+                out.uncertain = 0
                 out.fresh = True
                 self._pending[session_id] = None
 
@@ -275,7 +310,8 @@ class LocalWindow:
                 floor = oldest.position - 1 if oldest else log.tail
                 buffered += max(0, log.tail - max(out.acked, floor))
                 in_flight += max(0, out.sent - out.acked)
-                unnoticed += max(0, floor - max(out.sent, out.counted))
+                seen = max(out.sent, out.counted, out.ever_acked, out.uncertain)
+                unnoticed += max(0, floor - seen)
             table = self._table
             retained = table.retained_events
             return Figures(buffered, in_flight, unnoticed, retained, table.retained_bytes)
@@ -285,22 +321,9 @@ class LocalWindow:
 class Figures:
     buffered: int  # retained and not yet acknowledged
     in_flight: int  # sent on the current connection and not yet acknowledged (retained or not)
-    unnoticed_drops: int  # trimmed before they were sent, not yet counted in `dropped`
+    unnoticed_drops: int  # trimmed before any daemon had them, not yet counted in `dropped`
     retained_events: int
     retained_bytes: int
-
-
-def _newest(log: SessionLog, max_events: int, max_bytes: int) -> list[StoredEvent]:
-    """The newest retained events that fit the limits (at least one), oldest first."""
-    picked: list[StoredEvent] = []
-    size = 0
-    for event in reversed(log.events):
-        size += event.size
-        if picked and (len(picked) >= max_events or size > max_bytes):
-            break
-        picked.append(event)
-    picked.reverse()
-    return picked
 
 
 class Watcher:

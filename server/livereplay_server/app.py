@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         await store.start()
         sweeper = asyncio.create_task(_sweep_forever(store))
         log.info("started", instance=store.instance_id, host=settings.host, port=settings.port)
+        if state.failpoints.armed:
+            log.warning("failpoints_armed", failpoints=state.failpoints.armed)
         try:
             yield
         finally:

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from livereplay import (
     AppendRefused,
+    AppendResult,
     Cursor,
     MalformedCursor,
     StartWord,
@@ -23,10 +24,11 @@ from livereplay import (
 )
 from livereplay._cursor import parse_u64
 from livereplay._ijson import MAX_DEPTH, NotIJson, check_json
-from livereplay._rules import read_page
+from livereplay._rules import MustWait, read_page
 from livereplay._wire import BatchIn, batch_decoder, json_encoder
 
 from .auth import AuthError, bearer
+from .clock import now_ms
 from .frames import gap_body
 from .limits import LimitExceeded
 from .state import AppState
@@ -175,14 +177,13 @@ async def get_events(request: Request) -> Response:
     snapshot = await state.store.snapshot(
         session_id, min(after, 2**64 - 1), limit, state.settings.max_frame_bytes
     )
-    if (
-        snapshot.head is None
-        and isinstance(start, Cursor)
-        and start.position > 0
-        and state.in_startup_grace()
-    ):
-        raise ApiError(503, "starting", "the daemon just started; retry in a moment")
-    events, gap, next_cursor, caught_up = read_page(snapshot, start, session_id)
+    try:
+        events, gap, next_cursor, caught_up = read_page(
+            snapshot, start, session_id, now_ms=now_ms(), grace_until_ms=state.grace_until_ms()
+        )
+    except MustWait:
+        message = "waiting for the writer to re-send its window; retry in a moment"
+        raise ApiError(503, "starting", message) from None
     if gap is not None:
         state.metrics.gaps.labels(gap.reason.value, gap.detail.value).inc()
     body = (
@@ -256,23 +257,39 @@ def _json_with_lone_surrogates(body: bytes) -> bool:
     return True
 
 
-async def append(state: AppState, session_id: str, batch: BatchIn, writer: str) -> dict[str, Any]:
+async def append(
+    state: AppState,
+    session_id: str,
+    batch: BatchIn,
+    writer: str,
+    *,
+    restore_to: int | None = None,
+    instance: str | None = None,
+) -> AppendResult:
     """Append a batch through the store, counting the outcome; shared with the ingest socket.
 
     `writer` names who appends, for the per-writer rate: the incarnation when the batch
-    has one, else the client's address.
+    has one, else the client's address. A batch restoring a writer's window
+    (`restore_to`) is never refused by that rate: it is counted against it. `instance`
+    is the data set a writer was welcomed to (see `Store.append`).
     """
     limit = state.settings.max_batch_events
     if len(batch.events) > limit:
         state.metrics.append_refused.labels("batch_too_large").inc()
         raise ApiError(413, "batch_too_large", f"a batch is at most {limit} events")
+    restoring = restore_to is not None and batch.incarnation is not None
+    if restoring and (status := state.failpoints.hit("refuse_restore")):
+        state.metrics.append_refused.labels("failpoint").inc()
+        raise ApiError(int(status), "failpoint", "refused by the failpoint refuse_restore")
     try:
-        state.append_rate.take(batch.incarnation or writer, len(batch.events))
+        state.append_rate.take(batch.incarnation or writer, len(batch.events), force=restoring)
     except LimitExceeded as exc:
         state.metrics.append_refused.labels(exc.code).inc()
         raise ApiError(429, exc.code, exc.message) from None
     try:
-        result = await state.store.append(session_id, batch.incarnation, batch.events)
+        result = await state.store.append(
+            session_id, batch.incarnation, batch.events, restore_to=restore_to, instance=instance
+        )
     except AppendRefused as exc:
         state.metrics.append_refused.labels(exc.code).inc()
         raise ApiError(REFUSAL_STATUS.get(exc.code, 400), exc.code, exc.message) from None
@@ -281,20 +298,22 @@ async def append(state: AppState, session_id: str, batch: BatchIn, writer: str) 
         raise ApiError(503, "unavailable", str(exc)) from None
     state.metrics.appended.inc(result.accepted)
     state.metrics.duplicates.inc(result.duplicates)
-    return {
-        "accepted": result.accepted,
-        "duplicates": result.duplicates,
-        "cursors": [str(c) for c in result.cursors],
-        "tail_cursor": None if result.tail_cursor is None else str(result.tail_cursor),
-    }
+    return result
 
 
 async def post_events(request: Request) -> Response:
     state = _state(request)
     session_id = _as_writer(request)
     body = await read_body(request, state.settings.max_batch_bytes)
-    batch = decode_batch(body)
-    return JSONResponse(await append(state, session_id, batch, client_address(request)))
+    result = await append(state, session_id, decode_batch(body), client_address(request))
+    return JSONResponse(
+        {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "cursors": [str(c) for c in result.cursors],
+            "tail_cursor": None if result.tail_cursor is None else str(result.tail_cursor),
+        }
+    )
 
 
 async def post_trim(request: Request) -> Response:

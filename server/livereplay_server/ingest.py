@@ -77,7 +77,14 @@ async def ingest(ws: WebSocket) -> None:
 
 async def _serve(ws: WebSocket, state: AppState, client: str) -> None:
     try:
-        await _send(ws, state, _welcome(state))
+        if not state.store.instance_known:
+            # A welcome must name the data set: a writer compares it to know whether to
+            # re-send its window. Until the backend says which it is, try again later.
+            await _send(ws, state, Error("starting", "the storage backend is not reachable yet"))
+            await close_quietly(ws, CLOSE_TRY_AGAIN)
+            return
+        welcome = _welcome(state)
+        await _send(ws, state, welcome)
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -86,7 +93,7 @@ async def _serve(ws: WebSocket, state: AppState, client: str) -> None:
             if data is None:
                 await _fault(ws, state, "invalid_frame", "ingest frames are binary MessagePack")
                 return
-            answer = await _handle(state, data, client)
+            answer = await _handle(state, data, client, welcome.instance)
             if answer is None:
                 await _fault(ws, state, "invalid_frame", "not an `append` message with an `id`")
                 return
@@ -112,8 +119,11 @@ def _welcome(state: AppState) -> Welcome:
     )
 
 
-async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | None:
-    """The answer to one frame; None when it is not a batch at all (a client fault)."""
+async def _handle(state: AppState, data: bytes, client: str, instance: str) -> Ack | Refused | None:
+    """The answer to one frame; None when it is not a batch at all (a client fault).
+
+    `instance` is the data set this writer was welcomed to: a batch is only applied to it.
+    """
     try:
         batch = append_decoder.decode(data)
     except _UNDECODABLE as exc:
@@ -135,10 +145,18 @@ async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | 
         events.append(EventIn(event.revision, payload, event.position, event.turn_id))
     try:
         batch_in = BatchIn(events, batch.incarnation)
-        result = await append(state, batch.session_id, batch_in, client)
+        result = await append(
+            state,
+            batch.session_id,
+            batch_in,
+            client,
+            restore_to=batch.restore_to,
+            instance=instance,
+        )
     except ApiError as exc:
         return Refused(batch.id, exc.code, exc.message, exc.status in RETRY_STATUSES)
-    return Ack(batch.id, result["accepted"], result["duplicates"], result["tail_cursor"])
+    tail = None if result.tail_cursor is None else str(result.tail_cursor)
+    return Ack(batch.id, result.accepted, result.duplicates, tail, result.holes)
 
 
 def _check(state: AppState, batch: Append) -> Refused | None:

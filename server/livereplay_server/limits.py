@@ -64,7 +64,9 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, writer: str, events: int) -> None:
+    def take(self, writer: str, events: int, *, force: bool = False) -> None:
+        """Take `events` tokens, or refuse. `force` takes them even into debt (a writer
+        re-sending its window is never refused): the writer's next batches pay it back."""
         if self.rate <= 0:
             return
         now = self._clock()
@@ -74,7 +76,7 @@ class RateLimiter:
         self._buckets[writer] = bucket
         while len(self._buckets) > self.max_writers:
             self._buckets.popitem(last=False)
-        if events > bucket.tokens:
+        if events > bucket.tokens and not force:
             raise LimitExceeded(
                 "rate_limited", f"over the append rate of {self.rate:g} events/s for this writer"
             )

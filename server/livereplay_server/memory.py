@@ -10,7 +10,7 @@ from livereplay._wire import EventIn
 
 from .clock import now_ms
 from .metrics import StoreStats
-from .store import ChangeFeed, SessionInfo
+from .store import ChangeFeed, SessionInfo, StoreUnavailable
 
 
 def session_info(log: SessionLog) -> SessionInfo:
@@ -30,6 +30,8 @@ class MemoryStore:
         self.table = SessionTable(limits)
         self.changes = ChangeFeed()
         self.instance_id = uuid.uuid4().hex
+        self.instance_known = True
+        self.data_since_ms = now_ms()
 
     async def start(self) -> None:
         pass
@@ -38,9 +40,17 @@ class MemoryStore:
         self.changes.notify_all()
 
     async def append(
-        self, session_id: str, incarnation: str | None, events: list[EventIn]
+        self,
+        session_id: str,
+        incarnation: str | None,
+        events: list[EventIn],
+        *,
+        restore_to: int | None = None,
+        instance: str | None = None,
     ) -> AppendResult:
-        result = self.table.append(session_id, incarnation, events, now_ms())
+        if instance is not None and instance != self.instance_id:
+            raise StoreUnavailable("this daemon's memory is not the one the writer knew")
+        result = self.table.append(session_id, incarnation, events, now_ms(), restore_to=restore_to)
         if result.accepted or result.took_over:
             self.changes.notify(session_id)
         return result

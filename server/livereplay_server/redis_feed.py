@@ -89,6 +89,7 @@ class RedisChangeFeed(ChangeFeed):
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._resync: set[str] = set()
         self._dirty = asyncio.Event()
+        self._kicked = False
         self._task: asyncio.Task[None] | None = None
         self._last_seen = 0.0
         self.live = False
@@ -126,6 +127,12 @@ class RedisChangeFeed(ChangeFeed):
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(session_id, None)
+
+    def kick(self) -> None:
+        """Reconnect now: Redis is not the data set we were connected to (it restarted
+        empty), so re-read its instance and have every reader read again."""
+        self._kicked = True
+        self._dirty.set()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -252,6 +259,9 @@ class RedisChangeFeed(ChangeFeed):
                 async with asyncio.timeout(max(wait, 0)):
                     await self._dirty.wait()
             now = loop.time()
+            if self._kicked:
+                self._kicked = False
+                raise ConnectionError("the Redis data set changed")
             if now - self._last_seen > DEAD_AFTER_S:
                 raise ConnectionError("the Redis subscriber connection stopped answering")
             if now - last_ping >= PING_INTERVAL_S:

@@ -125,10 +125,20 @@ class _Read:
         oldest = None
         if reply[6] is not None:
             oldest = Cursor(incarnation, int(reply[7]), int(reply[6]), session_id)
-        head = Head(session_id, incarnation, int(reply[1]), int(reply[2]), oldest)
+        restoring_to = int(reply[9]) if reply[9] is not None else 0
+        restore_until = int(reply[10]) if reply[10] is not None else 0
+        head = Head(
+            session_id,
+            incarnation,
+            int(reply[1]),
+            int(reply[2]),
+            oldest,
+            restoring_to,
+            restore_until,
+        )
         events = [
             StoredEvent(int(reply[i]), int(reply[i + 1]), int(reply[i + 2]), reply[i + 3])
-            for i in range(9, len(reply), 4)
+            for i in range(11, len(reply), 4)
         ]
         return cls(head, int(reply[3]), int(reply[4]), int(reply[5]), reply[8] == 1, events)
 
@@ -227,9 +237,11 @@ class RedisStore:
             subscriber_pool(url), self._channel, self._session_of, self._refresh_instance
         )
         self.changes: ChangeFeed = self._feed
-        # Provisional until Redis answers; then the data set's own id.
+        # Provisional until Redis answers; then the data set's own id and birth time.
         self.instance_id = new_incarnation()
-        self._instance_known = False
+        self.instance_known = False
+        self.data_since_ms = now_ms()
+        self._instance_value = ""  # the instance key's value: id and birth time
         self._checks = SessionTable(limits)  # never holds a session: the pure batch checks
         self._trimmed = {"events": 0, "bytes": 0, "age": 0}
         self._walk = _Walk()
@@ -255,6 +267,10 @@ class RedisStore:
     @property
     def _index(self) -> str:
         return f"{self.prefix}:sessions"
+
+    @property
+    def _instance_key(self) -> str:
+        return f"{self.prefix}:instance"
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -293,17 +309,23 @@ class RedisStore:
             raise RuntimeError(f"livereplay needs Redis >= 6.2, found {server['redis_version']}")
 
     async def _refresh_instance(self) -> None:
-        """Adopt the data set's id, creating it if Redis lost it (writers then re-send)."""
-        key = f"{self.prefix}:instance"
+        """Adopt the data set's id and birth time, creating them if Redis lost them (its
+        writers then re-send their windows, and readers wait for them a startup grace)."""
+        key = self._instance_key
         with unavailable_on_error():
-            await self._client.set(key, new_incarnation(), nx=True)
+            await self._client.set(key, f"{new_incarnation()}:{now_ms()}", nx=True)
             value = await self._client.get(key)
-        if value is None or _text(value) == self.instance_id:
+        if value is None:
             return
-        if self._instance_known:
-            log.warning("redis_data_set_changed", instance=_text(value))
-        self.instance_id = _text(value)
-        self._instance_known = True
+        self._instance_value = _text(value)
+        instance, _, since = self._instance_value.partition(":")
+        if instance == self.instance_id and self.instance_known:
+            return
+        if self.instance_known:
+            log.warning("redis_data_set_changed", instance=instance)
+        self.instance_id = instance
+        self.data_since_ms = int(since) if since.isdigit() else 0
+        self.instance_known = True
 
     # -- scripts ----------------------------------------------------------------
 
@@ -338,11 +360,19 @@ class RedisStore:
     # -- writing ----------------------------------------------------------------
 
     async def append(
-        self, session_id: str, incarnation: str | None, events: list[EventIn]
+        self,
+        session_id: str,
+        incarnation: str | None,
+        events: list[EventIn],
+        *,
+        restore_to: int | None = None,
+        instance: str | None = None,
     ) -> AppendResult:
         if not self._feed.live:
             # Also while reconnecting: the data set may be a new one (see redis_feed).
             raise StoreUnavailable("Redis is unreachable; the daemon is reconnecting")
+        if instance is not None and instance != self.instance_id:
+            raise StoreUnavailable("the Redis data set changed; re-send the window")
         await self._check(session_id, incarnation, events)
         if not events and incarnation is None:
             info = await self.info(session_id)
@@ -350,14 +380,21 @@ class RedisStore:
         now = now_ms()
         if incarnation is not None:
             staged = [(e.position or 0, e) for e in events]
-            reply = await self._run_append(session_id, "w", incarnation, "", 0, staged, now)
+            reply = await self._run_append(
+                session_id, "w", incarnation, "", 0, staged, now, restore_to
+            )
         else:
             incarnation, staged, reply = await self._append_assigned(session_id, events, now)
+        if reply[0] == b"moved":
+            # Redis restarted empty under us before the change feed noticed: nothing was
+            # written; learn the new data set now so writers hear of it on reconnect.
+            self._feed.kick()
+            raise StoreUnavailable("the Redis data set changed; re-send the window")
         if reply[0] == b"refused":
             code = reply[1].decode()
             message = REFUSALS[code].format(max_event_bytes=self.limits.max_event_bytes)
             raise AppendRefused(code, message)
-        _, accepted, inc, tail, rev, created, took_over, *trimmed = reply
+        _, accepted, inc, tail, rev, created, took_over, *trimmed, holes = reply
         for cause, count in zip(("events", "bytes", "age"), trimmed, strict=True):
             self._trimmed[cause] += count
         tail_cursor = None
@@ -370,6 +407,7 @@ class RedisStore:
             tail_cursor,
             created=bool(created),
             took_over=bool(took_over),
+            holes=int(holes),
         )
 
     async def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:
@@ -441,6 +479,7 @@ class RedisStore:
         expected_tail: int,
         staged: list[tuple[int, EventIn]],
         now: int,
+        restore_to: int | None = None,
     ) -> list[Any]:
         limits = self.limits
         args: list[Any] = [
@@ -457,6 +496,9 @@ class RedisStore:
             self._channel(session_id),
             MAX_SUPERSEDED,
             MAX_HOLES,
+            "" if restore_to is None else str(restore_to),
+            now + limits.restore_wait_ms,
+            self._instance_value,
         ]
         for position, event in staged:
             cursor = Cursor(incarnation, event.revision, position, session_id)
@@ -471,7 +513,7 @@ class RedisStore:
                 event.payload,
             )
             args += [str(position), str(event.revision), encode_event(record)]
-        keys = self._keys(session_id)
+        keys = [*self._keys(session_id), self._instance_key]
         if not staged:
             reply: list[Any] = await self._eval(APPEND, keys, args)
             return reply

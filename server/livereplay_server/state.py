@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .auth import Authenticator
-from .clock import now_ms
 from .config import Settings
+from .failpoints import Failpoints
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
 from .store import Store
@@ -20,7 +20,7 @@ class AppState:
     auth: Authenticator = field(init=False)
     connections: ConnectionLimiter = field(init=False)
     append_rate: RateLimiter = field(init=False)
-    started_ms: int = field(default_factory=now_ms)
+    failpoints: Failpoints = field(default_factory=Failpoints.from_environment)
     stopping: bool = False
 
     def __post_init__(self) -> None:
@@ -29,16 +29,13 @@ class AppState:
             s.writer_token or None, s.reader_key.encode() if s.reader_key else None
         )
         self.connections = ConnectionLimiter(s.max_connections, s.max_connections_per_client)
-        # A full window re-sent after a daemon restart must fit in one burst.
-        burst = max(2 * s.max_append_rate, s.max_events_per_session)
-        self.append_rate = RateLimiter(s.max_append_rate, burst)
+        # Two seconds' worth; a writer re-sending its window is never refused by it.
+        self.append_rate = RateLimiter(s.max_append_rate, 2 * s.max_append_rate)
 
-    @property
     def grace_until_ms(self) -> int:
-        return self.started_ms + int(self.settings.startup_grace_s * 1000)
-
-    def in_startup_grace(self) -> bool:
-        return now_ms() < self.grace_until_ms
+        """The end of the wait for writers to re-send their windows after the store's data
+        began: this daemon's start (memory), or a new, empty data set (Redis)."""
+        return self.store.data_since_ms + int(self.settings.startup_grace_s * 1000)
 
     def origin_allowed(self, origin: str | None) -> bool:
         """Browsers send Origin; other clients need not. No list configured allows any."""

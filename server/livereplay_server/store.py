@@ -40,15 +40,31 @@ class Store(Protocol):
     # Fresh per daemon start (memory) or per data set (Redis): a writer that sees it
     # change knows the daemon lost its memory and re-sends its window.
     instance_id: str
+    # False while the backend has not said which data set it holds (writers must wait).
+    instance_known: bool
+    # When the data set began (ms): writers re-send their windows from then on.
+    data_since_ms: int
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def append(
-        self, session_id: str, incarnation: str | None, events: list[EventIn]
+        self,
+        session_id: str,
+        incarnation: str | None,
+        events: list[EventIn],
+        *,
+        restore_to: int | None = None,
+        instance: str | None = None,
     ) -> AppendResult:
-        """Apply one batch atomically, or raise `AppendRefused` having written nothing."""
+        """Apply one batch atomically, or raise `AppendRefused` having written nothing.
+
+        `restore_to`: the batch is part of a writer re-sending its window up to that
+        position (rule 4: readers ahead of the tail wait for it). `instance`: the data
+        set the writer was welcomed to; if it is not this one any more the batch is
+        refused with `StoreUnavailable`, so the writer reconnects and re-sends.
+        """
         ...
 
     async def snapshot(

@@ -174,7 +174,7 @@ async def _serve(
     store = state.store
     loop = asyncio.get_running_loop()
     coalesce_s = settings.live_coalesce_ms / 1000
-    sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms)
+    sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms())
     head: Cursor | None = None
     backlog: int | None = 0  # events sent before caught_up; None once it is sent
     pages = 0
@@ -198,18 +198,18 @@ async def _serve(
             if pages % PAGES_PER_YIELD == 0:
                 await asyncio.sleep(0)
             continue
-        # Caught up: wait for a change, a disconnect, the end of the startup grace,
-        # or the moment a heartbeat is due.
+        # Caught up, or waiting for a writer to re-send its window: wait for a change, a
+        # disconnect, the end of that wait, or the moment a heartbeat is due.
         while True:
             timeout = conn.last_sent + settings.heartbeat_s - loop.time()
-            if not sub.caught_up and sub.in_grace(now_ms()):
-                timeout = min(timeout, (sub.grace_until_ms - now_ms()) / 1000)
+            if sub.wait_until_ms:
+                timeout = min(timeout, (sub.wait_until_ms - now_ms()) / 1000)
             if await _first_of(loop, (change, receiver), timeout):
                 break
             if loop.time() >= conn.last_sent + settings.heartbeat_s:
                 await conn.send(frames.heartbeat(head))
             else:
-                break  # the startup grace ended: read again
+                break  # the wait ended: read again
         # Under a steady stream, gather what arrives within the coalescing window into
         # one frame: one write per reader per window instead of one per event.
         delay = conn.last_sent + coalesce_s - loop.time()

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 )
 
 from livereplay import AppendRefused, Cursor, Limits, SessionTable, Snapshot, Subscription
-from livereplay._rules import CaughtUp, Events, Gap, Hello, Output, read_page
+from livereplay._rules import CaughtUp, Events, Gap, Hello, MustWait, Output, read_page
 from livereplay._wire import EventIn
 
 U64_MAX = 2**64 - 1
@@ -42,6 +42,7 @@ MAX_AGE = 400
 BUDGET = 1500
 IDLE_TTL = 3000
 MAX_EVENT = 350
+RESTORE_WAIT = 500
 LIMITS = Limits(
     max_events_per_session=MAX_EVENTS,
     max_bytes_per_session=MAX_BYTES,
@@ -49,6 +50,7 @@ LIMITS = Limits(
     memory_budget_bytes=BUDGET,
     session_idle_ttl_ms=IDLE_TTL,
     max_event_bytes=MAX_EVENT,
+    restore_wait_ms=RESTORE_WAIT,
 )
 UUID_LEN = 32  # a daemon-made incarnation (uuid4 hex), for sizing a batch that is refused
 
@@ -89,6 +91,9 @@ class RefSession:
     last_append: int = 0
     accepted: dict[int, RefEvent] = field(default_factory=dict)  # never forgotten
     retained: list[int] = field(default_factory=list)  # a suffix of sorted(accepted)
+    # A writer restoring its window up to this position, until then (rule 4, rev 1.1).
+    restoring_to: int = 0
+    restore_until: int = 0
 
     def cursor(self, position: int, revision: int | None = None) -> Cursor:
         rev = self.latest_revision if revision is None else revision
@@ -110,6 +115,13 @@ class RefSession:
         if word == "latest" or not self.retained:
             return self.tail_cursor
         return self.cursor(self.retained[0] - 1)
+
+    def waits(self, cursor: Cursor, now: int, in_grace: bool) -> bool:
+        """Rule 4, revision 1.1: a cursor ahead of the tail waits for the writer's window
+        during the startup grace, or while a restore that will reach it is under way."""
+        if cursor.incarnation != self.incarnation or cursor.position <= self.tail:
+            return False
+        return in_grace or (cursor.position <= self.restoring_to and now < self.restore_until)
 
     def is_hole(self, position: int) -> bool:
         return self.floor < position < self.tail and position not in self.accepted
@@ -184,6 +196,7 @@ class RefResult:
     duplicates: int
     cursors: list[Cursor]
     tail_cursor: Cursor
+    holes: int
 
 
 class Reference:
@@ -205,8 +218,10 @@ class Reference:
         items: list[tuple[int | None, int, str]],
         now: int,
         daemon_inc: str,
+        restore_to: int | None = None,
     ) -> RefResult | None:
-        """Section 5. `daemon_inc` is the incarnation the daemon makes for a new session."""
+        """Section 5. `daemon_inc` is the incarnation the daemon makes for a new session;
+        `restore_to` marks a batch re-sending a writer's window up to that position."""
         session = self.sessions.get(sid)
         if inc is not None:
             if inc in self.superseded.get(sid, []):
@@ -240,7 +255,10 @@ class Reference:
             session = RefSession(sid, target, floor=new[0].position)
             self.sessions[sid] = session
         assert session is not None
+        holes = 0
         for event in new:
+            if session.tail > 0:
+                holes += event.position - session.tail - 1
             session.accepted[event.position] = event
             session.retained.append(event.position)
             session.tail = event.position
@@ -253,7 +271,12 @@ class Reference:
             self.recency.append(sid)
             session.enforce(now)
             self.enforce_budget()
-        return RefResult(len(new), len(items) - len(new), cursors, session.tail_cursor)
+        if restore_to is not None and session.tail < restore_to:
+            session.restoring_to = max(session.restoring_to, restore_to)
+            session.restore_until = now + RESTORE_WAIT
+        elif session.restoring_to and session.tail >= session.restoring_to:
+            session.restoring_to = session.restore_until = 0
+        return RefResult(len(new), len(items) - len(new), cursors, session.tail_cursor, holes)
 
     def enforce_budget(self) -> None:
         while self.total_bytes() > BUDGET:
@@ -344,6 +367,8 @@ class RefReader:
         if self.cursor is None:
             self.cursor = session.start(self.word)
             self.word = "earliest"
+        if session.waits(self.cursor, now, in_grace):
+            return out  # the writer's window will reach the cursor: no gap
         verdict = session.rule(self.cursor, self.reading)
         if verdict is not None:
             out.append(session.gap(self.cursor, verdict))
@@ -462,6 +487,7 @@ class LogAndReaders(RuleBasedStateMachine):
         self.table = SessionTable(LIMITS)
         self.ref = Reference()
         self.now = 1000
+        self.grace_until = 0  # a daemon start's grace, for HTTP pages (see `restart`)
         self.names = 0
         self.payloads = 0
         self.readers: list[tuple[Subscription, RefReader, StreamCheck]] = []
@@ -493,6 +519,7 @@ class LogAndReaders(RuleBasedStateMachine):
         steps=moves,
         revisions=st.lists(st.integers(0, 3), min_size=6, max_size=6),
         big=st.integers(0, 40),
+        restore_ahead=st.one_of(st.none(), st.none(), st.integers(0, 4)),
     )
     def append(
         self,
@@ -502,6 +529,7 @@ class LogAndReaders(RuleBasedStateMachine):
         steps: list[tuple[str, int]],
         revisions: list[int],
         big: int,
+        restore_ahead: int | None = None,
     ) -> None:
         session = self.ref.sessions.get(sid)
         superseded = self.ref.superseded.get(sid, [])
@@ -535,10 +563,14 @@ class LogAndReaders(RuleBasedStateMachine):
             first_pos, rev, payload = items[0]
             items[0] = (None if first_pos is not None else 1, rev, payload)
         events = [EventIn(rev, msgspec.Raw(json.dumps(p).encode()), pos) for pos, rev, p in items]
+        # A writer re-sending its window, which goes on beyond this batch (rule 4).
+        restore_to = None
+        if restore_ahead is not None and inc is not None and items and tail > 0:
+            restore_to = tail + restore_ahead
 
         before = self.snapshot_state()
         try:
-            result = self.table.append(sid, inc, events, self.now)
+            result = self.table.append(sid, inc, events, self.now, restore_to=restore_to)
         except AppendRefused as exc:
             code = exc.code
             event(f"append refused: {code}")
@@ -556,7 +588,7 @@ class LogAndReaders(RuleBasedStateMachine):
             assert daemon_inc not in {s.incarnation for s in self.ref.sessions.values()}
             assert not daemon_inc.startswith("w")  # never one of this test's names
         existed = session is not None
-        expected = self.ref.append(sid, inc, items, self.now, daemon_inc)
+        expected = self.ref.append(sid, inc, items, self.now, daemon_inc, restore_to)
         if expected is None:
             assert (result.accepted, result.duplicates, result.cursors) == (0, 0, [])
             assert not result.created and not result.took_over
@@ -565,12 +597,18 @@ class LogAndReaders(RuleBasedStateMachine):
         assert (result.accepted, result.duplicates) == (expected.accepted, expected.duplicates)
         assert result.cursors == expected.cursors
         assert result.tail_cursor == expected.tail_cursor
+        assert result.holes == expected.holes
         assert result.created == (not existed)
         assert result.took_over == (existed and starts_fresh)
 
     @rule(dt=st.sampled_from([1, 50, 150, 399, 401, 900]))
     def advance_time(self, dt: int) -> None:
         self.now += dt
+
+    @rule(grace=st.sampled_from([0, 300]))
+    def grace_for_pages(self, grace: int) -> None:
+        """HTTP pages read as if the daemon had started now, with this startup grace."""
+        self.grace_until = self.now + grace if grace else 0
 
     @rule(sid=st.sampled_from(SESSIONS))
     def trim(self, sid: str) -> None:
@@ -631,6 +669,8 @@ class LogAndReaders(RuleBasedStateMachine):
         stream.take(self.ref, outputs)
         for o in outputs:
             event(f"feed: {type(o).__name__} {o.detail.value if isinstance(o, Gap) else ''}")
+        if sub.wait_until_ms:
+            event("feed: waiting for a restore or the startup grace")
         return sub.more
 
     @precondition(lambda self: bool(self.readers))
@@ -667,7 +707,18 @@ class LogAndReaders(RuleBasedStateMachine):
         else:
             after = 0 if start == "earliest" else U64_MAX
         snapshot = Snapshot.of(self.table.get(sid), after, limit, 1 << 20)
-        events, gap, next_cursor, caught_up = read_page(snapshot, start, sid)  # type: ignore[arg-type]
+        try:
+            events, gap, next_cursor, caught_up = read_page(
+                snapshot,
+                start,  # type: ignore[arg-type]
+                sid,
+                now_ms=self.now,
+                grace_until_ms=self.grace_until,
+            )
+        except MustWait:
+            assert self.expected_page(sid, start, limit) == "wait"
+            event("page: wait")
+            return
         got = (
             normalize([Events(events)]) if events else [],
             normalize([gap]) if gap else [],
@@ -677,14 +728,19 @@ class LogAndReaders(RuleBasedStateMachine):
         assert got == self.expected_page(sid, start, limit)
         event(f"page: {gap.detail.value if gap else 'served' if events else 'empty'}")
 
-    def expected_page(self, sid: str, start: Cursor | str, limit: int) -> tuple[Any, ...]:
+    def expected_page(self, sid: str, start: Cursor | str, limit: int) -> tuple[Any, ...] | str:
         session = self.ref.sessions.get(sid)
+        in_grace = self.now < self.grace_until
         if session is None:
             if isinstance(start, Cursor) and start.position > 0:
+                if in_grace:
+                    return "wait"
                 gap = ("gap", sid, str(start), None, None, "unavailable", "unknown_session", None)
                 return ([], [gap], "earliest", False)
             return ([], [], start, True)
         cursor = start if isinstance(start, Cursor) else session.start(start)
+        if session.waits(cursor, self.now, in_grace):
+            return "wait"
         verdict = session.rule(cursor, reading=False)
         if verdict is not None:
             return ([], [session.gap(cursor, verdict)], session.tail_cursor, True)

@@ -350,6 +350,35 @@ def test_rule_2_after_the_startup_grace_the_gap_comes() -> None:
     assert describe(out) == ["gap unavailable/unknown_session", "caught_up"]
 
 
+def test_rule_4_during_the_startup_grace_waits_for_a_window_restored_in_batches() -> None:
+    """Revision 1.1: the first batch of a re-sent window leaves the tail behind the
+    reader's cursor; the reader waits for the rest instead of getting `ahead_of_tail`
+    (and then duplicates of what it had)."""
+    table = new_table()
+    sub = Subscription(S, cur(6), grace_until_ms=1000)
+    append(table, [3, 4], now=100)  # the window's oldest part
+    assert follow(sub, table, now=200) == [Hello(cur(6), cur(4))]
+    assert sub.wait_until_ms == 1000 and not sub.caught_up
+    append(table, [5, 6, 7], now=300)
+    assert describe(follow(sub, table, now=400)) == [[7], "caught_up"]
+
+
+def test_rule_4_waits_while_a_restore_will_reach_the_cursor_then_gives_up() -> None:
+    table = new_table(restore_wait_ms=500)
+    table.append(S, A, [EventIn(1, msgspec.Raw(b"1"), p) for p in (3, 4)], 100, restore_to=9)
+    sub = Subscription(S, cur(7))
+    assert follow(sub, table, now=200) == [Hello(cur(7), cur(4))]
+    assert sub.wait_until_ms == 600  # the last restore batch's time + the wait
+    beyond = Subscription(S, cur(10))  # further than the restore goes: no wait
+    assert describe(follow(beyond, table, now=200)) == [
+        "hello",
+        "gap unavailable/ahead_of_tail",
+        "caught_up",
+    ]
+    # The writer went away mid-restore: the wait ends, and the gap is told.
+    assert describe(follow(sub, table, now=600)) == ["gap unavailable/ahead_of_tail", "caught_up"]
+
+
 def test_rule_2_grace_does_not_hide_other_gaps() -> None:
     table = new_table()
     append(table, [1, 2], inc=B)

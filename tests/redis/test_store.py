@@ -69,7 +69,9 @@ async def test_keys_live_under_the_prefix_in_one_slot_per_session(
     # Idle expiry: every key of the session expires with its last append.
     for suffix in ("meta", "stream", "holes", "superseded"):
         assert 59_000 < await client.pttl(base + suffix) <= 60_000
-    assert await client.get(f"{redis_prefix}:instance") == store.instance_id.encode()
+    # The data set's id, and when it began (a startup grace runs from then).
+    instance = await client.get(f"{redis_prefix}:instance")
+    assert instance == f"{store.instance_id}:{store.data_since_ms}".encode()
 
 
 async def test_two_stores_on_one_redis_are_one_service(make_store: MakeStore) -> None:
@@ -151,6 +153,33 @@ async def test_redis_down_refuses_clearly_and_service_resumes_by_itself(
     await append(store, "s", [3])
     assert await changed(waiting)
     store.changes.unwatch("s")
+
+
+async def test_a_batch_never_lands_in_a_data_set_the_daemon_has_not_seen(
+    make_store: MakeStore, client: Redis, redis_prefix: str
+) -> None:
+    """Redis restarted empty while the change feed had not noticed (a pooled command
+    connection reconnects at once): the append script checks the data set, so the
+    batch is refused for now instead of starting the session over from its middle,
+    and the store learns the new data set (its writers then re-send their windows)."""
+    store = await make_store()
+    await append(store, "s", [1, 2])
+    before = (store.instance_id, store.data_since_ms)
+    for key in await client.keys(f"{redis_prefix}:*"):
+        await client.delete(key)  # what a restart without persistence leaves
+    with pytest.raises(StoreUnavailable, match="data set changed"):
+        await append(store, "s", [3])
+    assert await client.keys(f"{redis_prefix}:{{s}}:*") == []  # nothing written
+    for _ in range(100):
+        if store.instance_id != before[0] and store.instance_known and store._feed.live:
+            break
+        await asyncio.sleep(0.05)
+    assert store.instance_id != before[0] and store.data_since_ms >= before[1]
+    # A writer still holding the old welcome is told to reconnect; a new one is served.
+    with pytest.raises(StoreUnavailable):
+        await store.append("s", INC, events([3]), instance=before[0])
+    result = await store.append("s", INC, events([1, 2, 3]), instance=store.instance_id)
+    assert result.created and result.accepted == 3
 
 
 async def test_tests_touch_only_keys_under_their_prefix(redis_url: str, client: Redis) -> None:

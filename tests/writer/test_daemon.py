@@ -222,12 +222,12 @@ async def test_a_refusal_worth_retrying_is_sent_again_after_a_backoff(
     real_append = store.append
     failures = 0
 
-    async def unavailable(*args: Any) -> Any:
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
         nonlocal failures
         if failures < 3:
             failures += 1
             raise StoreUnavailable("backend down for a moment")
-        return await real_append(*args)
+        return await real_append(*args, **kwargs)
 
     store.append = unavailable
     client = await writer(daemon.http_url)

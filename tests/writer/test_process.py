@@ -8,6 +8,9 @@ import threading
 import time
 from dataclasses import replace
 
+import httpx
+import pytest
+
 from livereplay import Limits, LiveReplayClient, WriterOptions
 from tests.support.daemon import DaemonProcess
 from tests.writer.host import Host
@@ -117,3 +120,59 @@ async def test_a_stopped_daemon_never_slows_append_and_gets_everything_after() -
         finally:
             await host.stop()
             await asyncio.to_thread(client.close, 0)
+
+
+async def restore_after_kill_9(daemon_args: list[str], env: dict[str, str] | None = None) -> None:
+    """A writer whose window spans many batches, a daemon killed and restarted under it,
+    and hosts at the old tail and behind it: every event once, in order, no gap."""
+    window = Limits(max_events_per_session=6000, max_bytes_per_session=16 << 20)
+    options = replace(FAST, window=window, max_batch_events=256)
+    args = ["--startup-grace-s", "10", "--max-events-per-session", "6000", *daemon_args]
+    # 256 events per batch: the 5000-event window needs 20 batches to come back.
+    args += ["--max-batch-events", "256", "--max-batch-bytes", str(64 * 1024)]
+    with DaemonProcess(args=args, env=env) as daemon:
+        client = await asyncio.to_thread(LiveReplayClient, daemon.http_url, options=options)
+        tail_host = Host(daemon.ws_url, "s-1").start()
+        behind = Host(daemon.ws_url, "s-1").start()
+        try:
+            for i in range(5000):
+                client.append("s-1", 1, {"i": i, "pad": "x" * 40})
+            await behind.wait_for(100)
+            await behind.stop()
+            await tail_host.wait_for(5000)
+            await tail_host.stop()  # it holds the old tail's cursor through the crash
+            daemon.kill()
+            await asyncio.to_thread(daemon.start)
+            tail_host.start()
+            behind.start()
+            for i in range(5000, 5200):
+                client.append("s-1", 1, {"i": i})
+            for host in (tail_host, behind):
+                await host.wait_for(5200)
+                assert host.gaps == []
+                assert host.positions == list(range(1, 5201))
+            stats = client.stats()
+            assert stats.window_resends == 1
+            assert (stats.dropped, stats.refused) == (0, 0)
+            if env:
+                async with httpx.AsyncClient(base_url=daemon.http_url) as http:
+                    metrics = (await http.get("/metrics")).text
+                assert 'livereplay_appends_refused_total{code="failpoint"} 1.0' in metrics
+        finally:
+            await tail_host.stop()
+            await behind.stop()
+            await asyncio.to_thread(client.close, 5)
+
+
+async def test_a_window_larger_than_a_batch_comes_back_whole_after_kill_9() -> None:
+    await restore_after_kill_9([])
+
+
+async def test_a_restore_is_never_refused_by_the_append_rate() -> None:
+    # 5000 events at once are far over 1000/s with a burst of 2000: only the restore may.
+    await restore_after_kill_9(["--max-append-rate", "1000"])
+
+
+@pytest.mark.parametrize("status", ["429", "503"])
+async def test_a_restore_refused_once_is_retried_until_it_is_whole(status: str) -> None:
+    await restore_after_kill_9([], env={"LIVEREPLAY_FAILPOINTS": f"refuse_restore={status}x1"})

@@ -1,22 +1,30 @@
 -- Append one batch atomically (PROTOCOL.md section 5), mirroring SessionTable.append.
 --
--- KEYS: meta, stream, holes, superseded
+-- KEYS: meta, stream, holes, superseded, and the data set's instance key
 -- ARGV: 1 mode ('w': writer-assigned positions, 'd': daemon-assigned),
 --       2 incarnation, 3 expected incarnation ('d' only; '' = no session),
 --       4 expected tail ('d' only), 5 now_ms, 6 max_events, 7 max_bytes,
 --       8 max_age_ms, 9 max_event_bytes, 10 idle_ttl_ms, 11 channel,
---       12 max_superseded, 13 max_holes, then (position, revision, event JSON)
---       per event. The daemon encoded the JSON: with writer-assigned positions
+--       12 max_superseded, 13 max_holes, 14 restore_to ('' when the batch does not
+--       restore a writer's window), 15 restore_until_ms, 16 the data set the daemon
+--       (and the writer) believe in (the instance key's value), then (position,
+--       revision, event JSON) per event. The daemon encoded the JSON: with writer-assigned positions
 --       nothing in it depends on the session's state; with daemon-assigned ones
 --       it depends on the tail, so the script refuses a stale guess ('retry').
--- Reply: {'refused', code} | {'retry', incarnation, tail} |
+-- Reply: {'refused', code} | {'retry', incarnation, tail} | {'moved'} (the data set is
+--        not the one expected: Redis lost it; nothing is written) |
 --        {'ok', accepted, incarnation, tail, revision, created, took_over,
---         trimmed by events, by bytes, by age}
+--         trimmed by events, by bytes, by age, positions skipped as a hole}
 local meta, stream, holes, superseded = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, inc = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[5])
-local n = (#ARGV - 13) / 3
+local n = (#ARGV - 16) / 3
 
+-- A Redis that restarted empty must not take a writer's batch as if nothing happened:
+-- the writer re-sends its whole window once it learns of the new data set.
+if redis.call('GET', KEYS[5]) ~= ARGV[16] then
+  return {'moved'}
+end
 if mode == 'w' and redis.call('LPOS', superseded, inc) then
   return {'refused', 'incarnation_superseded'}
 end
@@ -26,7 +34,7 @@ if mode == 'd' and ((cur_inc or '') ~= ARGV[3] or (cur_inc and cur_tail ~= ARGV[
   return {'retry', cur_inc or '', cur_tail or '0'}
 end
 if n == 0 then
-  return {'ok', 0, cur_inc or false, cur_tail or '0', cur_rev or '0', 0, 0, 0, 0, 0}
+  return {'ok', 0, cur_inc or false, cur_tail or '0', cur_rev or '0', 0, 0, 0, 0, 0, '0'}
 end
 
 -- Stage: which events are new, checked whole before anything is written.
@@ -36,9 +44,9 @@ if not fresh then tail = cur_tail end
 local max_event_bytes = tonumber(ARGV[9])
 local new = {}
 for i = 0, n - 1 do
-  local pos = ARGV[14 + 3 * i]
+  local pos = ARGV[17 + 3 * i]
   if cmp(pos, tail) > 0 then
-    if #ARGV[16 + 3 * i] > max_event_bytes then
+    if #ARGV[19 + 3 * i] > max_event_bytes then
       return {'refused', 'event_too_large'}
     end
     new[i] = true
@@ -59,6 +67,7 @@ if fresh then
   end
   redis.call('DEL', stream, holes)
   redis.call('HSET', meta, 'inc', inc, 'tail', '0', 'rev', '0', 'bytes', 0)
+  redis.call('HDEL', meta, 'rto', 'rtu')
   s = {meta = meta, stream = stream, holes = holes, inc = inc, tail = '0', rev = '0',
        bytes = 0, count = 0}
 else
@@ -66,11 +75,12 @@ else
 end
 
 local max_holes = tonumber(ARGV[13])
-local accepted = 0
+local accepted, skipped = 0, 0
 for i = 0, n - 1 do
   if new[i] then
-    local pos, rev, data = ARGV[14 + 3 * i], ARGV[15 + 3 * i], ARGV[16 + 3 * i]
+    local pos, rev, data = ARGV[17 + 3 * i], ARGV[18 + 3 * i], ARGV[19 + 3 * i]
     if s.tail ~= '0' and cmp(pos, incr(s.tail)) > 0 then
+      skipped = skipped + (tonumber(pos) - tonumber(s.tail) - 1)
       redis.call('RPUSH', holes, incr(s.tail) .. ':' .. decr(pos))
       redis.call('LTRIM', holes, -max_holes, -1)
     end
@@ -89,7 +99,18 @@ if accepted > 0 or fresh then
   by_events, by_bytes, by_age = enforce(s, tonumber(ARGV[6]), tonumber(ARGV[7]), now,
                                         tonumber(ARGV[8]))
   -- Idle expiry: every key of the session lives idle_ttl past its last append.
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[10]) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
   redis.call('PUBLISH', ARGV[11], s.tail)
 end
-return {'ok', accepted, s.inc, s.tail, s.rev, created, took_over, by_events, by_bytes, by_age}
+
+-- A writer restoring its window: readers ahead of the tail wait until it gets there
+-- (or until the deadline, which every restore batch moves on).
+local restore_to, restoring = ARGV[14], redis.call('HGET', meta, 'rto')
+if restore_to ~= '' and cmp(s.tail, restore_to) < 0 then
+  if not restoring or cmp(restore_to, restoring) > 0 then restoring = restore_to end
+  redis.call('HSET', meta, 'rto', restoring, 'rtu', ARGV[15])
+elseif restoring and cmp(s.tail, restoring) >= 0 then
+  redis.call('HDEL', meta, 'rto', 'rtu')
+end
+return {'ok', accepted, s.inc, s.tail, s.rev, created, took_over, by_events, by_bytes, by_age,
+        string.format('%.0f', skipped)}

@@ -6,12 +6,15 @@
 -- ARGV: 1 after (position), 2 limit (0: head only), 3 max_bytes, 4 now_ms, 5 max_age_ms
 -- Reply: nil for an unknown session, else {incarnation, tail, revision, bytes,
 --        events retained, dropped by age, oldest position, oldest revision,
---        next_in_hole, then (position, revision, ts, event JSON) per event}
+--        next_in_hole, restoring to (position or false), restore until (ms or false),
+--        then (position, revision, ts, event JSON) per event}
 local s = load(KEYS[1], KEYS[2], KEYS[3])
 if not s then return false end
 local aged = trim_age(s, tonumber(ARGV[4]), tonumber(ARGV[5]))
 
-local reply = {s.inc, s.tail, s.rev, s.bytes, s.count, aged, false, false, 0}
+local restore = redis.call('HMGET', KEYS[1], 'rto', 'rtu')
+local reply = {s.inc, s.tail, s.rev, s.bytes, s.count, aged, false, false, 0, restore[1],
+               restore[2]}
 local first = redis.call('XRANGE', s.stream, '-', '+', 'COUNT', 1)
 if first[1] then
   reply[7] = entry_pos(first[1])

@@ -1,0 +1,62 @@
+"""A writer re-sending its window to a backend that lost it (rule 4, revision 1.1).
+
+Readers ahead of the tail wait while the restore is under way, in as many batches as
+it takes, instead of getting `ahead_of_tail`; once the tail reaches them they read on.
+The same for every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from livereplay import GapDetail, Subscription
+from livereplay._rules import CaughtUp, Events, Gap, Hello, MustWait, read_page
+from livereplay_server.clock import now_ms
+from livereplay_server.store import Store
+from tests.conformance.conftest import MakeStore
+from tests.conformance.helpers import INC, append, cursor, events, follow, pos
+
+
+async def test_a_reader_ahead_of_the_tail_waits_while_the_window_is_restored(
+    store: Store,
+) -> None:
+    # The restore's first batch: the session comes back from its oldest retained event.
+    first = await store.append("s", INC, events(range(11, 21)), restore_to=40)
+    assert first.accepted == 10
+    sub = Subscription("s", cursor(30))
+    out = await follow(store, sub)
+    assert [type(o) for o in out] == [Hello]  # no gap, no caught_up: waiting
+    assert sub.wait_until_ms > now_ms()
+    snapshot = await store.snapshot("s", 30, 10, 1 << 20)
+    try:
+        read_page(snapshot, cursor(30), "s", now_ms=now_ms())
+    except MustWait as wait:
+        assert wait.until_ms == sub.wait_until_ms
+    else:
+        raise AssertionError("an HTTP page read during the restore must wait (503)")
+
+    await store.append("s", INC, events(range(21, 41)), restore_to=40)
+    out = await follow(store, sub)
+    assert [type(o) for o in out] == [Events, CaughtUp]
+    assert pos(out[0].events) == list(range(31, 41))  # type: ignore[union-attr]
+    head = (await store.snapshot("s", 40, 1, 1 << 20)).head
+    assert head is not None and head.restoring_to == 0  # the restore is over
+
+
+async def test_a_restore_that_stops_short_gives_ahead_of_tail_after_its_deadline(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store(restore_wait_ms=1)
+    await store.append("s", INC, events(range(1, 6)), restore_to=9)
+    await asyncio.sleep(0.01)  # past the deadline
+    out = await follow(store, Subscription("s", cursor(8)))
+    gaps = [o for o in out if isinstance(o, Gap)]
+    assert [g.detail for g in gaps] == [GapDetail.AHEAD_OF_TAIL]
+
+
+async def test_appends_answer_how_many_positions_they_skipped(store: Store) -> None:
+    assert (await append(store, "s", [1, 2])).holes == 0
+    assert (await append(store, "s", [6, 7])).holes == 3
+    assert (await append(store, "s", [7, 8, 10])).holes == 1
+    # A new session takes its first position as the floor: nothing is skipped.
+    assert (await append(store, "t", [5])).holes == 0
