@@ -128,6 +128,15 @@ class Authenticator:
             raise AuthError(401, "invalid_token", "the reader token is not valid")
         return ReaderGrant(session_id, prefix)
 
+    def listing_grant(self, token: str | None) -> ReaderGrant | None:
+        """What a caller of the session list may see: None for everything (the writer
+        token, or no auth at all), else the grant of its reader token."""
+        if not self.enabled or self.is_writer(token):
+            return None
+        if self.reader_key is None or token is None:
+            raise AuthError(401, "unauthenticated", "listing sessions needs a token")
+        return self.grant(token)
+
 
 def bearer(authorization: str | None) -> str | None:
     if authorization is None:

@@ -24,11 +24,11 @@ from livereplay._cursor import parse_u64
 from livereplay._rules import read_page
 from livereplay._wire import BatchIn, batch_decoder, json_encoder
 
-from .auth import AuthError, bearer
+from .auth import AuthError, ReaderGrant, bearer
 from .frames import gap_body
 from .limits import LimitExceeded
 from .state import AppState
-from .store import SessionInfo, StoreUnavailable
+from .store import SessionInfo, Store, StoreUnavailable
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 256
@@ -294,32 +294,38 @@ async def delete_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     state = _state(request)
-    allows = _listing_scope(state, _token(request))
+    try:
+        grant = state.auth.listing_grant(_token(request))
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
     after = request.query_params.get("after")
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    listed = await state.store.list_sessions(after, limit)
-    page = [info for info in listed if allows(info.session_id)]
+    # One more than a page tells whether another follows, so the last page says so.
+    listed = await _visible_sessions(state.store, grant, after, limit + 1)
+    page = listed[:limit]
     readers = state.store.changes.readers
     return JSONResponse(
         {
             "sessions": [_info_body(info, readers.get(info.session_id, 0)) for info in page],
-            # Paging runs over every session, so a page filtered by a token may be short.
-            "next_after": listed[-1].session_id if len(listed) == limit else None,
+            "next_after": page[-1].session_id if len(listed) > limit else None,
         }
     )
 
 
-def _listing_scope(state: AppState, token: str | None) -> Callable[[str], bool]:
-    """The writer token lists every session; a reader token only the sessions it covers."""
-    auth = state.auth
-    if not auth.enabled or auth.is_writer(token):
-        return lambda session_id: True
-    if auth.reader_key is None or token is None:
-        raise ApiError(401, "unauthenticated", "listing sessions needs a token")
-    try:
-        return auth.grant(token).allows
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+async def _visible_sessions(
+    store: Store, grant: ReaderGrant | None, after: str | None, limit: int
+) -> list[SessionInfo]:
+    """Only sessions the grant covers, paged within its range: a page is never short
+    for ids the caller may not see, and no id outside the range is ever named."""
+    if grant is None:
+        return await store.list_sessions(after, limit)
+    if grant.session_id is not None:
+        session_id = grant.session_id
+        if not valid_session_id(session_id) or (after is not None and session_id <= after):
+            return []
+        info = await store.info(session_id)
+        return [] if info is None else [info]
+    return await store.list_sessions(after, limit, prefix=grant.session_prefix)
 
 
 def client_address(request: Request | WebSocket) -> str:
