@@ -97,7 +97,7 @@ class Settings:
     )
     insecure: bool = field(
         default=False,
-        metadata={"help": "allow a non-loopback --host with no writer token and no reader key"},
+        metadata={"help": "allow a non-loopback --host with no writer token"},
     )
     max_connections: int = field(
         default=10_000, metadata={"help": "WebSocket connections in total; more get 4429"}
@@ -280,16 +280,14 @@ def validate(settings: Settings) -> None:
         raise ValueError("--reader-key must be at least 32 bytes (HS256 needs a strong key)")
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
-    if not (
-        is_loopback(settings.host)
-        or settings.writer_token
-        or settings.reader_key
-        or settings.insecure
-    ):
+    # A reader key alone guards reads only: appends, trim, delete and ingest stay open.
+    if not (is_loopback(settings.host) or settings.writer_token or settings.insecure):
         raise ValueError(
-            f"refusing to listen on {settings.host} with no --writer-token and no --reader-key: "
-            "anyone who can reach it could read and write every session. Set them, listen on "
-            "127.0.0.1, or pass --insecure if a proxy in front does the authentication"
+            f"refusing to listen on {settings.host} with no --writer-token: anyone who can "
+            "reach it could write, trim and delete every session"
+            + ("" if settings.reader_key else " and read them")
+            + ". Set --writer-token (and --reader-key for readers), listen on 127.0.0.1, "
+            "or pass --insecure if a proxy in front does the authentication"
         )
     if settings.backend not in ("memory", "redis"):
         raise ValueError("--backend must be memory or redis")
