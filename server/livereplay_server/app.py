@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import http, inspector, openapi
 from .config import Settings
+from .guard import RequestGuard
 from .http import ApiError, error_response
 from .ingest import ingest
 from .logs import get_logger
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(RequestGuard, state=state)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error,

@@ -12,6 +12,8 @@ from typing import Any
 
 from livereplay import Limits
 
+from .origins import host_error, origin_error
+
 MiB = 1024 * 1024
 
 
@@ -90,9 +92,17 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata={
-            "help": "a browser Origin allowed to open sockets (repeatable; env: comma-separated); "
-            "none given allows any",
+            "help": "a browser Origin (scheme://host[:port]) allowed besides loopback ones, or * "
+            "for any (repeatable; env: comma-separated)",
             "flag": "allowed-origin",
+        },
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "a Host name served besides loopback names and --host, or * for any "
+            "(repeatable; env: comma-separated); with a wildcard --host and none given, any",
+            "flag": "allowed-host",
         },
     )
     insecure: bool = field(
@@ -289,6 +299,12 @@ def validate(settings: Settings) -> None:
             + ". Set --writer-token (and --reader-key for readers), listen on 127.0.0.1, "
             "or pass --insecure if a proxy in front does the authentication"
         )
+    for origin in settings.allowed_origins:
+        if (problem := origin_error(origin)) is not None:
+            raise ValueError(f"--allowed-origin: {problem}")
+    for host in settings.allowed_hosts:
+        if (problem := host_error(host)) is not None:
+            raise ValueError(f"--allowed-host: {problem}")
     if settings.backend not in ("memory", "redis"):
         raise ValueError("--backend must be memory or redis")
     # Braces would move the Redis Cluster hash tag off the session id.

@@ -29,7 +29,8 @@ START_DESCRIPTION: Final = (
 
 # Codes of failures any route can answer, whatever its own rules.
 AUTH_401: Final = ["unauthenticated", "invalid_token", "token_expired"]
-AUTH_403: Final = ["forbidden"]
+# Origin and Host are checked before any route (guard.py), sockets included.
+AUTH_403: Final = ["forbidden", "origin_forbidden", "host_forbidden"]
 # The router's own answer when a percent-encoded `/` in a session id leaves no route.
 NOT_ROUTED: Final = ["not_found"]
 UNAVAILABLE: Final = ["unavailable"]
@@ -43,7 +44,7 @@ WEBSOCKETS: Final[Schema] = {
         "close_codes": {
             "4400": "malformed or wrong cursor, invalid session id, missing cursor",
             "4401": "unauthenticated",
-            "4403": "forbidden (token scope, origin)",
+            "4403": "forbidden (token scope)",
             "4429": "over a connection limit",
             "1011": "internal error",
             "1012": "server restarting",
@@ -79,6 +80,8 @@ Two WebSocket endpoints are not modelled by OpenAPI (see `x-websockets`):
   (PROTOCOL.md section 7). Subprotocols `livereplay.v1.json` or
   `livereplay.v1.msgpack`; frames `hello`, `events`, `caught_up`, `gap`,
   `heartbeat`, `error`; a client fault gets one `error` frame and close 4400.
+  A disallowed `Origin` or `Host` gets HTTP 403 (`origin_forbidden`,
+  `host_forbidden`) before the handshake, on sockets and HTTP alike.
 - `GET /v1/ingest`: the writer's MessagePack channel (docs/INGEST.md),
   subprotocol `livereplay.ingest.v1`; `welcome`, then one `ack` or `refused`
   per `append`; a frame that is not a batch gets an `error` frame and close 4400.
@@ -228,7 +231,7 @@ def _json(schema: Schema, description: str) -> Schema:
 _STATUS_TEXT: Final = {
     400: "bad request",
     401: "no valid token",
-    403: "the token does not allow this",
+    403: "the token, the Origin or the Host is not allowed",
     404: "not found",
     409: "conflict",
     413: "too large",

@@ -39,8 +39,3 @@ class AppState:
 
     def in_startup_grace(self) -> bool:
         return now_ms() < self.grace_until_ms
-
-    def origin_allowed(self, origin: str | None) -> bool:
-        """Browsers send Origin; other clients need not. No list configured allows any."""
-        allowed = self.settings.allowed_origins
-        return not allowed or origin is None or origin in allowed
