@@ -18,7 +18,8 @@ from .http import client_address
 from .limits import LimitExceeded
 from .state import AppState
 
-CLOSE_OVER_LIMIT = 4429
+# "Try again later": readers and writers retry it with backoff (4429 was final).
+CLOSE_OVER_LIMIT = 1013
 
 SendError = Callable[[str, str], Awaitable[None]]
 

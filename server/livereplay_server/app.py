@@ -62,11 +62,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         state.metrics.http_errors.labels(exc.code).inc()
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.retry_after_s)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         state.metrics.http_errors.labels("unavailable").inc()
-        return error_response(503, "unavailable", f"the storage backend is unavailable: {exc}")
+        message = f"the storage backend is unavailable: {exc}"
+        return error_response(503, "unavailable", message, http.RETRY_AFTER_S["unavailable"])
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

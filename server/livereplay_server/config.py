@@ -105,15 +105,23 @@ class Settings:
             "flag": "allowed-host",
         },
     )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "an address or network (CIDR) of a proxy whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (repeatable; env: comma-separated); none: ignored",
+            "flag": "trusted-proxy",
+        },
+    )
     insecure: bool = field(
         default=False,
         metadata={"help": "allow a non-loopback --host with no writer token"},
     )
     max_connections: int = field(
-        default=10_000, metadata={"help": "WebSocket connections in total; more get 4429"}
+        default=10_000, metadata={"help": "WebSocket connections in total; more get 1013"}
     )
     max_connections_per_client: int = field(
-        default=256, metadata={"help": "WebSocket connections per client address; more get 4429"}
+        default=256, metadata={"help": "WebSocket connections per client address; more get 1013"}
     )
     max_sessions: int = field(
         default=100_000, metadata={"help": "sessions held at once; a new one beyond gets 429"}
@@ -305,6 +313,11 @@ def validate(settings: Settings) -> None:
     for host in settings.allowed_hosts:
         if (problem := host_error(host)) is not None:
             raise ValueError(f"--allowed-host: {problem}")
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f"--trusted-proxy: {proxy!r} is not an address or network") from None
     if settings.backend not in ("memory", "redis"):
         raise ValueError("--backend must be memory or redis")
     # Braces would move the Redis Cluster hash tag off the session id.

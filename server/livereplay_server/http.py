@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -41,14 +42,22 @@ REFUSAL_STATUS = {
     "invalid_event": 400,
     "too_many_sessions": 429,
 }
+# Retry-After hints where nothing better is known: sessions free up only as idle
+# ones expire; a backend outage is usually short (and readiness tells the rest).
+RETRY_AFTER_S = {"too_many_sessions": 5.0, "unavailable": 1.0}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """An HTTP error answer; `retry_after_s` becomes `Retry-After` (429 and 503)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class JSONResponse(Response):
@@ -58,8 +67,20 @@ class JSONResponse(Response):
         return json_encoder.encode(content)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, retry_after_s: float | None = None
+) -> Response:
+    """The JSON error body; a 429 or 503 always says when to retry (at least 1 s)."""
+    headers = None
+    if status in (429, 503):
+        headers = {"Retry-After": retry_after_header(retry_after_s)}
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def retry_after_header(seconds: float | None) -> str:
+    return str(max(1, math.ceil(seconds or 1)))
 
 
 def _state(request: Request) -> AppState:
@@ -179,7 +200,9 @@ async def get_events(request: Request) -> Response:
         and start.position > 0
         and state.in_startup_grace()
     ):
-        raise ApiError(503, "starting", "the daemon just started; retry in a moment")
+        raise ApiError(
+            503, "starting", "the daemon just started; retry in a moment", state.grace_left_s()
+        )
     events, gap, next_cursor, caught_up = read_page(snapshot, start, session_id)
     if gap is not None:
         state.metrics.gaps.labels(gap.reason.value, gap.detail.value).inc()
@@ -248,15 +271,16 @@ async def append(state: AppState, session_id: str, batch: BatchIn, writer: str) 
         state.append_rate.take(batch.incarnation or writer, len(batch.events))
     except LimitExceeded as exc:
         state.metrics.append_refused.labels(exc.code).inc()
-        raise ApiError(429, exc.code, exc.message) from None
+        raise ApiError(429, exc.code, exc.message, exc.retry_after_s) from None
     try:
         result = await state.store.append(session_id, batch.incarnation, batch.events)
     except AppendRefused as exc:
         state.metrics.append_refused.labels(exc.code).inc()
-        raise ApiError(REFUSAL_STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        status = REFUSAL_STATUS.get(exc.code, 400)
+        raise ApiError(status, exc.code, exc.message, RETRY_AFTER_S.get(exc.code)) from None
     except StoreUnavailable as exc:
         state.metrics.append_refused.labels("unavailable").inc()
-        raise ApiError(503, "unavailable", str(exc)) from None
+        raise ApiError(503, "unavailable", str(exc), RETRY_AFTER_S["unavailable"]) from None
     state.metrics.appended.inc(result.accepted)
     state.metrics.duplicates.inc(result.duplicates)
     return {
@@ -339,7 +363,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state = _state(request)
     if state.stopping or not await state.store.ready():
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        headers = {"Retry-After": retry_after_header(RETRY_AFTER_S["unavailable"])}
+        return JSONResponse({"status": "unavailable"}, status_code=503, headers=headers)
     return JSONResponse({"status": "ready", "instance": state.store.instance_id})
 
 

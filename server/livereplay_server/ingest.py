@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -140,7 +141,11 @@ async def _handle(state: AppState, data: bytes, client: str) -> Ack | Refused | 
         batch_in = BatchIn(events, batch.incarnation)
         result = await append(state, batch.session_id, batch_in, client)
     except ApiError as exc:
-        return Refused(batch.id, exc.code, exc.message, exc.status in RETRY_STATUSES)
+        if exc.status not in RETRY_STATUSES:
+            return Refused(batch.id, exc.code, exc.message)
+        # The same hint as HTTP's Retry-After, in milliseconds.
+        wait_ms = max(1, math.ceil((exc.retry_after_s or 1.0) * 1000))
+        return Refused(batch.id, exc.code, exc.message, True, wait_ms)
     return Ack(batch.id, result["accepted"], result["duplicates"], result["tail_cursor"])
 
 

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 
 
 class LimitExceeded(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """`retry_after_s`: when trying again can succeed, if known."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(slots=True)
@@ -75,7 +78,11 @@ class RateLimiter:
         while len(self._buckets) > self.max_writers:
             self._buckets.popitem(last=False)
         if events > bucket.tokens:
+            # A batch larger than the burst never fits; the hint is when the bucket is full.
+            wait_s = (min(events, self.burst) - bucket.tokens) / self.rate
             raise LimitExceeded(
-                "rate_limited", f"over the append rate of {self.rate:g} events/s for this writer"
+                "rate_limited",
+                f"over the append rate of {self.rate:g} events/s for this writer",
+                wait_s,
             )
         bucket.tokens -= events

@@ -45,7 +45,7 @@ WEBSOCKETS: Final[Schema] = {
             "4400": "malformed or wrong cursor, invalid session id, missing cursor",
             "4401": "unauthenticated",
             "4403": "forbidden (token scope)",
-            "4429": "over a connection limit",
+            "1013": "over a connection limit: try again later",
             "1011": "internal error",
             "1012": "server restarting",
             "1001": "going away",
@@ -60,9 +60,8 @@ WEBSOCKETS: Final[Schema] = {
             "4400": "a frame that is not an `append` with an `id`",
             "4401": "unauthenticated",
             "4403": "forbidden",
-            "4429": "over a connection limit",
             "1009": "frame larger than max_batch_bytes plus 64 KiB",
-            "1013": "refused with retry: reconnect after a backoff",
+            "1013": "over a connection limit, or refused with retry: reconnect after a backoff",
         },
         "spec": "docs/INGEST.md",
     },
@@ -246,12 +245,25 @@ def _error(description: str, codes: list[str]) -> Schema:
     return _json(schema, f"{description}: " + ", ".join(f"`{c}`" for c in codes))
 
 
+RETRY_AFTER: Final[Schema] = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def _errors(by_status: dict[int, list[str]]) -> dict[str, Schema]:
     """The failures of an API route: its own codes plus auth, routing and backend ones."""
     merged: dict[int, list[str]] = {401: AUTH_401, 403: AUTH_403, 503: UNAVAILABLE}
     for status, codes in by_status.items():
         merged[status] = [*codes, *(c for c in merged.get(status, []) if c not in codes)]
-    return {str(s): _error(_STATUS_TEXT[s], merged[s]) for s in sorted(merged)}
+    responses = {str(s): _error(_STATUS_TEXT[s], merged[s]) for s in sorted(merged)}
+    for limited in ("429", "503"):
+        if limited in responses:
+            responses[limited]["headers"] = RETRY_AFTER
+    return responses
 
 
 SESSION_ID_PARAM: Final[Schema] = {
@@ -438,7 +450,10 @@ PATHS: Final[Schema] = {
                 "200": _json(
                     _obj({"status": {"const": "ready"}, "instance": STRING}), "ready for traffic"
                 ),
-                "503": _json(_obj({"status": {"const": "unavailable"}}), "not ready"),
+                "503": {
+                    **_json(_obj({"status": {"const": "unavailable"}}), "not ready"),
+                    "headers": RETRY_AFTER,
+                },
             },
         }
     },

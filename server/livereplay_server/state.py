@@ -39,3 +39,6 @@ class AppState:
 
     def in_startup_grace(self) -> bool:
         return now_ms() < self.grace_until_ms
+
+    def grace_left_s(self) -> float:
+        return max(0, self.grace_until_ms - now_ms()) / 1000
