@@ -315,7 +315,8 @@ def validate(settings: Settings) -> None:
             raise ValueError(f"--allowed-host: {problem}")
     for proxy in settings.trusted_proxies:
         try:
-            ipaddress.ip_network(proxy, strict=False)
+            # Strict, as uvicorn reads it: 10.1.0.5/16 would silently trust nothing.
+            ipaddress.ip_network(proxy)
         except ValueError:
             raise ValueError(f"--trusted-proxy: {proxy!r} is not an address or network") from None
     if settings.backend not in ("memory", "redis"):

@@ -67,8 +67,9 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
 REDACTED = "[redacted]"
 # Keys whose values are secrets whatever they hold.
 _SECRET_KEYS = frozenset({"authorization", "token", "writer_token", "reader_key"})
-# A secret runs to the next delimiter of a URL, a header list, a repr or a JSON text.
-_VALUE = r"[^\s&\"',;<>()\[\]{}]+"
+# A credential runs to the next space, quote or list separator (of a header, a repr,
+# a JSON text); a query value to the next `&` as well.
+_VALUE = r"[^\s\"',;]+"
 _PATTERNS = (
     # A header value without a scheme: `authorization: s3cret`, `(b'authorization', b's3cret')`.
     # (A scheme is left to the next pattern; the `b` of a bytes repr is never the B of Bearer.)
@@ -76,7 +77,7 @@ _PATTERNS = (
         r"(?i)(authorization['\"]?\s*[:=,]\s*(?>(?-i:b)?['\"]?))(?!(?:bearer|basic)\s)" + _VALUE
     ),
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)" + _VALUE),
-    re.compile(r"(?i)(token=)" + r"[^\s&\"'<>#]+"),
+    re.compile(r"(?i)(token=)" + r"[^\s&\"'#]+"),
     re.compile(r"(?i)(livereplay\.token\.)" + _VALUE),
 )
 _HINTS = ("token", "bearer", "basic", "authoriz")

@@ -83,6 +83,8 @@ def test_proxy_headers_are_off_unless_a_proxy_is_trusted() -> None:
     assert uv.proxy_headers is True and uv.forwarded_allow_ips == ["10.0.0.7", "10.1.0.0/16"]
     with pytest.raises(ValueError, match="--trusted-proxy"):
         config.parse(["--trusted-proxy", "proxy.example"])
+    with pytest.raises(ValueError, match="--trusted-proxy"):
+        config.parse(["--trusted-proxy", "10.1.0.5/16"])
 
 
 # -- 1013 -------------------------------------------------------------------------------
