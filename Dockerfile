@@ -29,7 +29,7 @@ FROM ${PYTHON_IMAGE}
 ARG VENV
 COPY --from=build ${VENV} ${VENV}
 # Inside a container the daemon listens beyond loopback, so it refuses to start
-# without a writer token or a reader key (LIVEREPLAY_WRITER_TOKEN_FILE,
+# without a writer token (LIVEREPLAY_WRITER_TOKEN_FILE; readers need
 # LIVEREPLAY_READER_KEY_FILE: mount them as secrets).
 ENV PATH=${VENV}/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

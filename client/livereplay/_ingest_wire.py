@@ -68,13 +68,14 @@ class Ack(msgspec.Struct, tag="ack", tag_field="type"):
 
 class Refused(msgspec.Struct, tag="refused", tag_field="type"):
     """A batch refused whole: nothing of it was written. With `retry` the daemon closes
-    the socket (1013) after this and the writer re-sends later; without, it never will
-    be accepted."""
+    the socket (1013) after this and the writer re-sends later, not before
+    `retry_after_ms` when given; without, it never will be accepted."""
 
     id: int
     code: str
     message: str
     retry: bool = False
+    retry_after_ms: int | None = None
 
 
 class Error(msgspec.Struct, tag="error", tag_field="type"):

@@ -2,7 +2,7 @@
 
 `subscribe()` keeps one WebSocket to the daemon's stream and yields what it
 says: events, gaps and `caught_up`. When the connection is lost (a close with
-1001, 1006, 1011 or 1012, a refused connect, or a heartbeat that stops coming,
+1001, 1006, 1011, 1012 or 1013, a refused connect, or a heartbeat that stops coming,
 as from a stalled daemon that the OS does not report) it reconnects with
 full-jitter exponential backoff and resumes after the last event it yielded, or
 after the last gap's `latest_cursor`. The daemon guarantees no duplicate within

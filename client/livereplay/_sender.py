@@ -131,6 +131,7 @@ class Sender:
         self._stop_now = False
         self._batch_id = 0
         self._retry_later = False
+        self._not_before = 0.0  # a refusal's retry_after_ms, as a monotonic time
         self._logged_dropped = 0
         self._loss_logged_at = -LOSS_LOG_INTERVAL_S
         self._ever_connected = False
@@ -238,7 +239,9 @@ class Sender:
     async def _pause(self) -> None:
         """Back off before the next connection attempt, unless closing cuts it short."""
         self._interrupt.clear()
-        delay = min(self.backoff.next(), max(0.0, self._deadline - time.monotonic()))
+        now = time.monotonic()
+        delay = max(self.backoff.next(), self._not_before - now)
+        delay = min(delay, max(0.0, self._deadline - now))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._interrupt.wait()
@@ -358,8 +361,11 @@ class Sender:
                 self._retry_later = False
                 self.backoff.reset()
             elif answer.retry:
-                # The daemon closes now; the batch goes again after a backoff.
+                # The daemon closes now; the batch goes again after a backoff, and not
+                # before the daemon said it could be taken.
                 self._retry_later = True
+                if answer.retry_after_ms:
+                    self._not_before = time.monotonic() + answer.retry_after_ms / 1000
                 log.warning("livereplay batch deferred by the daemon: %s", answer.code)
             else:
                 self.window.refused(batch, answer.code)

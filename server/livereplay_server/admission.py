@@ -1,7 +1,8 @@
-"""Who may open a socket: Origin before the handshake, then token and connection limits.
+"""Who may open a socket: its token and the connection limits.
 
-A refusal after the handshake is one error frame and a 44xx close, so a browser
-sees the code (a refused handshake shows only as 1006).
+Host and Origin are checked before routing (guard.py). A refusal here comes
+after the handshake as one error frame and a close, so a browser sees the code
+(a refused handshake shows only as 1006).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from starlette.websockets import WebSocket
 
 from .auth import AuthError, bearer, token_from_subprotocols
-from .http import JSONResponse, client_address
+from .http import client_address
 from .limits import LimitExceeded
 from .state import AppState
 
-CLOSE_OVER_LIMIT = 4429
+# "Try again later": readers and writers retry it with backoff (4429 was final).
+CLOSE_OVER_LIMIT = 1013
 
 SendError = Callable[[str, str], Awaitable[None]]
 
@@ -41,11 +43,6 @@ async def admit(
     """Accept the socket if allowed: the client address holding a connection slot (the
     caller releases it), or None once the socket has been refused and closed."""
     refused = state.metrics.connections_refused
-    if not state.origin_allowed(ws.headers.get("origin")):
-        refused.labels("origin_forbidden").inc()
-        denial = {"error": {"code": "origin_forbidden", "message": "this Origin is not allowed"}}
-        await ws.send_denial_response(JSONResponse(denial, status_code=403))
-        return None
     await ws.accept(subprotocol=subprotocol)
     try:
         authorize(socket_token(ws))

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import http, inspector, openapi
 from .config import Settings
+from .guard import RequestGuard
 from .http import ApiError, error_response
 from .ingest import ingest
 from .logs import get_logger
@@ -62,11 +64,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         state.metrics.http_errors.labels(exc.code).inc()
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.retry_after_s)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         state.metrics.http_errors.labels("unavailable").inc()
-        return error_response(503, "unavailable", f"the storage backend is unavailable: {exc}")
+        message = f"the storage backend is unavailable: {exc}"
+        return error_response(503, "unavailable", message, http.RETRY_AFTER_S["unavailable"])
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(RequestGuard, state=state)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error,

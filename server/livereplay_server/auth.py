@@ -48,6 +48,9 @@ def mint_reader_token(
     """A reader token for one session, or for every session whose id starts with a prefix."""
     if (session_id is None) == (session_prefix is None):
         raise ValueError("give exactly one of session_id and session_prefix")
+    # An empty prefix would cover every session: a writer's view, not a reader's.
+    if session_id == "" or session_prefix == "":
+        raise ValueError("the session id or prefix must not be empty")
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
     issued = int(time.time() if now is None else now)
@@ -126,7 +129,19 @@ class Authenticator:
         prefix = claims.get("lr_prefix")
         if not isinstance(session_id, str | None) or not isinstance(prefix, str | None):
             raise AuthError(401, "invalid_token", "the reader token is not valid")
+        # An empty prefix covers everything (mintable by any JWT library): never honour it.
+        if not (session_id or prefix):
+            raise AuthError(401, "invalid_token", "the reader token covers no session")
         return ReaderGrant(session_id, prefix)
+
+    def listing_grant(self, token: str | None) -> ReaderGrant | None:
+        """What a caller of the session list may see: None for everything (the writer
+        token, or no auth at all), else the grant of its reader token."""
+        if not self.enabled or self.is_writer(token):
+            return None
+        if self.reader_key is None or token is None:
+            raise AuthError(401, "unauthenticated", "listing sessions needs a token")
+        return self.grant(token)
 
 
 def bearer(authorization: str | None) -> str | None:

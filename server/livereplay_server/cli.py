@@ -101,13 +101,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             key = _reader_key(args)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-        print(
-            mint_reader_token(
+            token = mint_reader_token(
                 key, session_id=args.session, session_prefix=args.prefix, ttl_s=args.ttl
             )
-        )
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        print(token)
         return
     if args.command == "tail":
         from livereplay import _tail_cmd

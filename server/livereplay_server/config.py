@@ -12,6 +12,8 @@ from typing import Any
 
 from livereplay import Limits
 
+from .origins import host_error, origin_error
+
 MiB = 1024 * 1024
 
 
@@ -90,20 +92,36 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata={
-            "help": "a browser Origin allowed to open sockets (repeatable; env: comma-separated); "
-            "none given allows any",
+            "help": "a browser Origin (scheme://host[:port]) allowed besides loopback ones, or * "
+            "for any (repeatable; env: comma-separated)",
             "flag": "allowed-origin",
+        },
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "a Host name served besides loopback names and --host, or * for any "
+            "(repeatable; env: comma-separated); with a wildcard --host and none given, any",
+            "flag": "allowed-host",
+        },
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "an address or network (CIDR) of a proxy whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (repeatable; env: comma-separated); none: ignored",
+            "flag": "trusted-proxy",
         },
     )
     insecure: bool = field(
         default=False,
-        metadata={"help": "allow a non-loopback --host with no writer token and no reader key"},
+        metadata={"help": "allow a non-loopback --host with no writer token"},
     )
     max_connections: int = field(
-        default=10_000, metadata={"help": "WebSocket connections in total; more get 4429"}
+        default=10_000, metadata={"help": "WebSocket connections in total; more get 1013"}
     )
     max_connections_per_client: int = field(
-        default=256, metadata={"help": "WebSocket connections per client address; more get 4429"}
+        default=256, metadata={"help": "WebSocket connections per client address; more get 1013"}
     )
     max_sessions: int = field(
         default=100_000, metadata={"help": "sessions held at once; a new one beyond gets 429"}
@@ -280,17 +298,27 @@ def validate(settings: Settings) -> None:
         raise ValueError("--reader-key must be at least 32 bytes (HS256 needs a strong key)")
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
-    if not (
-        is_loopback(settings.host)
-        or settings.writer_token
-        or settings.reader_key
-        or settings.insecure
-    ):
+    # A reader key alone guards reads only: appends, trim, delete and ingest stay open.
+    if not (is_loopback(settings.host) or settings.writer_token or settings.insecure):
         raise ValueError(
-            f"refusing to listen on {settings.host} with no --writer-token and no --reader-key: "
-            "anyone who can reach it could read and write every session. Set them, listen on "
-            "127.0.0.1, or pass --insecure if a proxy in front does the authentication"
+            f"refusing to listen on {settings.host} with no --writer-token: anyone who can "
+            "reach it could write, trim and delete every session"
+            + ("" if settings.reader_key else " and read them")
+            + ". Set --writer-token (and --reader-key for readers), listen on 127.0.0.1, "
+            "or pass --insecure if a proxy in front does the authentication"
         )
+    for origin in settings.allowed_origins:
+        if (problem := origin_error(origin)) is not None:
+            raise ValueError(f"--allowed-origin: {problem}")
+    for host in settings.allowed_hosts:
+        if (problem := host_error(host)) is not None:
+            raise ValueError(f"--allowed-host: {problem}")
+    for proxy in settings.trusted_proxies:
+        try:
+            # Strict, as uvicorn reads it: 10.1.0.5/16 would silently trust nothing.
+            ipaddress.ip_network(proxy)
+        except ValueError:
+            raise ValueError(f"--trusted-proxy: {proxy!r} is not an address or network") from None
     if settings.backend not in ("memory", "redis"):
         raise ValueError("--backend must be memory or redis")
     # Braces would move the Redis Cluster hash tag off the session id.

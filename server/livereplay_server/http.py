@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +28,12 @@ from livereplay._ijson import MAX_DEPTH, NotIJson, check_json
 from livereplay._rules import MustWait, read_page
 from livereplay._wire import BatchIn, batch_decoder, json_encoder
 
-from .auth import AuthError, bearer
+from .auth import AuthError, ReaderGrant, bearer
 from .clock import now_ms
 from .frames import gap_body
 from .limits import LimitExceeded
 from .state import AppState
-from .store import SessionInfo, StoreUnavailable
+from .store import SessionInfo, Store, StoreUnavailable
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 256
@@ -45,14 +46,22 @@ REFUSAL_STATUS = {
     "invalid_event": 400,
     "too_many_sessions": 429,
 }
+# Retry-After hints where nothing better is known: sessions free up only as idle
+# ones expire; a backend outage is usually short (and readiness tells the rest).
+RETRY_AFTER_S = {"too_many_sessions": 5.0, "unavailable": 1.0}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """An HTTP error answer; `retry_after_s` becomes `Retry-After` (429 and 503)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class JSONResponse(Response):
@@ -62,8 +71,20 @@ class JSONResponse(Response):
         return json_encoder.encode(content)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, retry_after_s: float | None = None
+) -> Response:
+    """The JSON error body; a 429 or 503 always says when to retry (at least 1 s)."""
+    headers = None
+    if status in (429, 503):
+        headers = {"Retry-After": retry_after_header(retry_after_s)}
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def retry_after_header(seconds: float | None) -> str:
+    return str(max(1, math.ceil(seconds or 1)))
 
 
 def _state(request: Request) -> AppState:
@@ -181,9 +202,10 @@ async def get_events(request: Request) -> Response:
         events, gap, next_cursor, caught_up = read_page(
             snapshot, start, session_id, now_ms=now_ms(), grace_until_ms=state.grace_until_ms()
         )
-    except MustWait:
+    except MustWait as wait:
         message = "waiting for the writer to re-send its window; retry in a moment"
-        raise ApiError(503, "starting", message) from None
+        retry_after_s = max(0, wait.until_ms - now_ms()) / 1000
+        raise ApiError(503, "starting", message, retry_after_s) from None
     if gap is not None:
         state.metrics.gaps.labels(gap.reason.value, gap.detail.value).inc()
     body = (
@@ -278,24 +300,25 @@ async def append(
         state.metrics.append_refused.labels("batch_too_large").inc()
         raise ApiError(413, "batch_too_large", f"a batch is at most {limit} events")
     restoring = restore_to is not None and batch.incarnation is not None
-    if restoring and (status := state.failpoints.hit("refuse_restore")):
+    if restoring and (injected := state.failpoints.hit("refuse_restore")):
         state.metrics.append_refused.labels("failpoint").inc()
-        raise ApiError(int(status), "failpoint", "refused by the failpoint refuse_restore")
+        raise ApiError(int(injected), "failpoint", "refused by the failpoint refuse_restore")
     try:
         state.append_rate.take(batch.incarnation or writer, len(batch.events), force=restoring)
     except LimitExceeded as exc:
         state.metrics.append_refused.labels(exc.code).inc()
-        raise ApiError(429, exc.code, exc.message) from None
+        raise ApiError(429, exc.code, exc.message, exc.retry_after_s) from None
     try:
         result = await state.store.append(
             session_id, batch.incarnation, batch.events, restore_to=restore_to, instance=instance
         )
     except AppendRefused as exc:
         state.metrics.append_refused.labels(exc.code).inc()
-        raise ApiError(REFUSAL_STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        status = REFUSAL_STATUS.get(exc.code, 400)
+        raise ApiError(status, exc.code, exc.message, RETRY_AFTER_S.get(exc.code)) from None
     except StoreUnavailable as exc:
         state.metrics.append_refused.labels("unavailable").inc()
-        raise ApiError(503, "unavailable", str(exc)) from None
+        raise ApiError(503, "unavailable", str(exc), RETRY_AFTER_S["unavailable"]) from None
     state.metrics.appended.inc(result.accepted)
     state.metrics.duplicates.inc(result.duplicates)
     return result
@@ -335,32 +358,38 @@ async def delete_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     state = _state(request)
-    allows = _listing_scope(state, _token(request))
+    try:
+        grant = state.auth.listing_grant(_token(request))
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
     after = request.query_params.get("after")
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    listed = await state.store.list_sessions(after, limit)
-    page = [info for info in listed if allows(info.session_id)]
+    # One more than a page tells whether another follows, so the last page says so.
+    listed = await _visible_sessions(state.store, grant, after, limit + 1)
+    page = listed[:limit]
     readers = state.store.changes.readers
     return JSONResponse(
         {
             "sessions": [_info_body(info, readers.get(info.session_id, 0)) for info in page],
-            # Paging runs over every session, so a page filtered by a token may be short.
-            "next_after": listed[-1].session_id if len(listed) == limit else None,
+            "next_after": page[-1].session_id if len(listed) > limit else None,
         }
     )
 
 
-def _listing_scope(state: AppState, token: str | None) -> Callable[[str], bool]:
-    """The writer token lists every session; a reader token only the sessions it covers."""
-    auth = state.auth
-    if not auth.enabled or auth.is_writer(token):
-        return lambda session_id: True
-    if auth.reader_key is None or token is None:
-        raise ApiError(401, "unauthenticated", "listing sessions needs a token")
-    try:
-        return auth.grant(token).allows
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+async def _visible_sessions(
+    store: Store, grant: ReaderGrant | None, after: str | None, limit: int
+) -> list[SessionInfo]:
+    """Only sessions the grant covers, paged within its range: a page is never short
+    for ids the caller may not see, and no id outside the range is ever named."""
+    if grant is None:
+        return await store.list_sessions(after, limit)
+    if grant.session_id is not None:
+        session_id = grant.session_id
+        if not valid_session_id(session_id) or (after is not None and session_id <= after):
+            return []
+        info = await store.info(session_id)
+        return [] if info is None else [info]
+    return await store.list_sessions(after, limit, prefix=grant.session_prefix)
 
 
 def client_address(request: Request | WebSocket) -> str:
@@ -374,7 +403,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state = _state(request)
     if state.stopping or not await state.store.ready():
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        headers = {"Retry-After": retry_after_header(RETRY_AFTER_S["unavailable"])}
+        return JSONResponse({"status": "unavailable"}, status_code=503, headers=headers)
     return JSONResponse({"status": "ready", "instance": state.store.instance_id})
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -154,7 +155,11 @@ async def _handle(state: AppState, data: bytes, client: str, instance: str) -> A
             instance=instance,
         )
     except ApiError as exc:
-        return Refused(batch.id, exc.code, exc.message, exc.status in RETRY_STATUSES)
+        if exc.status not in RETRY_STATUSES:
+            return Refused(batch.id, exc.code, exc.message)
+        # The same hint as HTTP's Retry-After, in milliseconds.
+        wait_ms = max(1, math.ceil((exc.retry_after_s or 1.0) * 1000))
+        return Refused(batch.id, exc.code, exc.message, True, wait_ms)
     tail = None if result.tail_cursor is None else str(result.tail_cursor)
     return Ack(batch.id, result.accepted, result.duplicates, tail, result.holes)
 

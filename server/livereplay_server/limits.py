@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 
 
 class LimitExceeded(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """`retry_after_s`: when trying again can succeed, if known."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(slots=True)
@@ -66,7 +69,7 @@ class RateLimiter:
 
     def take(self, writer: str, events: int, *, force: bool = False) -> None:
         """Take `events` tokens, or refuse. `force` takes them even into debt (a writer
-        re-sending its window is never refused): the writer's next batches pay it back."""
+        re-sending its window is never refused): its next batches pay it back."""
         if self.rate <= 0:
             return
         now = self._clock()
@@ -76,8 +79,13 @@ class RateLimiter:
         self._buckets[writer] = bucket
         while len(self._buckets) > self.max_writers:
             self._buckets.popitem(last=False)
-        if events > bucket.tokens and not force:
+        # A full bucket takes any batch, into debt, so one larger than the burst is not
+        # refused forever; the next batches wait until the debt is paid.
+        if events > bucket.tokens and not force and bucket.tokens < self.burst:
+            wait_s = (min(events, self.burst) - bucket.tokens) / self.rate
             raise LimitExceeded(
-                "rate_limited", f"over the append rate of {self.rate:g} events/s for this writer"
+                "rate_limited",
+                f"over the append rate of {self.rate:g} events/s for this writer",
+                wait_s,
             )
         bucket.tokens -= events

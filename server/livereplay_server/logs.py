@@ -1,12 +1,16 @@
 """Structured logs: structlog for our lines, the same pipeline for uvicorn's.
 
-Never log an event payload: log lines carry ids, counts and codes only.
+Never log an event payload: log lines carry ids, counts and codes only. Never log
+a token either: uvicorn and websockets log request paths (with `?token=`) and, at
+debug level, request headers, so every record is redacted on its way out.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import msgspec
@@ -44,6 +48,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
     )
@@ -57,6 +62,53 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.error").addFilter(_drop_connection_chatter)
+
+
+REDACTED = "[redacted]"
+# Keys whose values are secrets whatever they hold.
+_SECRET_KEYS = frozenset({"authorization", "token", "writer_token", "reader_key"})
+# A credential runs to the next space, quote or list separator (of a header, a repr,
+# a JSON text); a query value to the next `&` as well.
+_VALUE = r"[^\s\"',;]+"
+_PATTERNS = (
+    # A header value without a scheme: `authorization: s3cret`, `(b'authorization', b's3cret')`.
+    # (A scheme is left to the next pattern; the `b` of a bytes repr is never the B of Bearer.)
+    re.compile(
+        r"(?i)(authorization['\"]?\s*[:=,]\s*(?>(?-i:b)?['\"]?))(?!(?:bearer|basic)\s)" + _VALUE
+    ),
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)" + _VALUE),
+    re.compile(r"(?i)(token=)" + r"[^\s&\"'#]+"),
+    re.compile(r"(?i)(livereplay\.token\.)" + _VALUE),
+)
+_HINTS = ("token", "bearer", "basic", "authoriz")
+
+
+def redact_secrets(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The last step before rendering, so it sees every record: ours, uvicorn's and
+    websockets' (as their formatted message) and formatted exception text."""
+    for key, value in event_dict.items():
+        event_dict[key] = REDACTED if key.lower() in _SECRET_KEYS else _redact(value)
+    return event_dict
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        lowered = value.lower()
+        if any(hint in lowered for hint in _HINTS):
+            for pattern in _PATTERNS:
+                value = pattern.sub(r"\1" + REDACTED, value)
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(v) for v in value]
+    return value
 
 
 _CHATTER = ("connection open", "connection closed", "[accepted]")

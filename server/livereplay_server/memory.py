@@ -76,11 +76,18 @@ class MemoryStore:
             self.changes.notify(session_id)
         return deleted
 
-    async def list_sessions(self, after: str | None, limit: int) -> list[SessionInfo]:
+    async def list_sessions(
+        self, after: str | None, limit: int, *, prefix: str | None = None
+    ) -> list[SessionInfo]:
         page: list[SessionInfo] = []
         for log in self.table.sessions(after):
             if len(page) >= limit:
                 break
+            if prefix is not None and not log.session_id.startswith(prefix):
+                # Ids under a prefix are contiguous in id order: past it, none follow.
+                if log.session_id > prefix:
+                    break
+                continue
             page.append(session_info(log))
         return page
 

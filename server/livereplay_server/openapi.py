@@ -29,7 +29,8 @@ START_DESCRIPTION: Final = (
 
 # Codes of failures any route can answer, whatever its own rules.
 AUTH_401: Final = ["unauthenticated", "invalid_token", "token_expired"]
-AUTH_403: Final = ["forbidden"]
+# Origin and Host are checked before any route (guard.py), sockets included.
+AUTH_403: Final = ["forbidden", "origin_forbidden", "host_forbidden"]
 # The router's own answer when a percent-encoded `/` in a session id leaves no route.
 NOT_ROUTED: Final = ["not_found"]
 UNAVAILABLE: Final = ["unavailable"]
@@ -43,8 +44,8 @@ WEBSOCKETS: Final[Schema] = {
         "close_codes": {
             "4400": "malformed or wrong cursor, invalid session id, missing cursor",
             "4401": "unauthenticated",
-            "4403": "forbidden (token scope, origin)",
-            "4429": "over a connection limit",
+            "4403": "forbidden (token scope)",
+            "1013": "over a connection limit: try again later",
             "1011": "internal error",
             "1012": "server restarting",
             "1001": "going away",
@@ -59,9 +60,8 @@ WEBSOCKETS: Final[Schema] = {
             "4400": "a frame that is not an `append` with an `id`",
             "4401": "unauthenticated",
             "4403": "forbidden",
-            "4429": "over a connection limit",
             "1009": "frame larger than max_batch_bytes plus 64 KiB",
-            "1013": "refused with retry: reconnect after a backoff",
+            "1013": "over a connection limit, or refused with retry: reconnect after a backoff",
         },
         "spec": "docs/INGEST.md",
     },
@@ -79,6 +79,8 @@ Two WebSocket endpoints are not modelled by OpenAPI (see `x-websockets`):
   (PROTOCOL.md section 7). Subprotocols `livereplay.v1.json` or
   `livereplay.v1.msgpack`; frames `hello`, `events`, `caught_up`, `gap`,
   `heartbeat`, `error`; a client fault gets one `error` frame and close 4400.
+  A disallowed `Origin` or `Host` gets HTTP 403 (`origin_forbidden`,
+  `host_forbidden`) before the handshake, on sockets and HTTP alike.
 - `GET /v1/ingest`: the writer's MessagePack channel (docs/INGEST.md),
   subprotocol `livereplay.ingest.v1`; `welcome`, then one `ack` or `refused`
   per `append`; a frame that is not a batch gets an `error` frame and close 4400.
@@ -228,7 +230,7 @@ def _json(schema: Schema, description: str) -> Schema:
 _STATUS_TEXT: Final = {
     400: "bad request",
     401: "no valid token",
-    403: "the token does not allow this",
+    403: "the token, the Origin or the Host is not allowed",
     404: "not found",
     409: "conflict",
     413: "too large",
@@ -243,12 +245,25 @@ def _error(description: str, codes: list[str]) -> Schema:
     return _json(schema, f"{description}: " + ", ".join(f"`{c}`" for c in codes))
 
 
+RETRY_AFTER: Final[Schema] = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def _errors(by_status: dict[int, list[str]]) -> dict[str, Schema]:
     """The failures of an API route: its own codes plus auth, routing and backend ones."""
     merged: dict[int, list[str]] = {401: AUTH_401, 403: AUTH_403, 503: UNAVAILABLE}
     for status, codes in by_status.items():
         merged[status] = [*codes, *(c for c in merged.get(status, []) if c not in codes)]
-    return {str(s): _error(_STATUS_TEXT[s], merged[s]) for s in sorted(merged)}
+    responses = {str(s): _error(_STATUS_TEXT[s], merged[s]) for s in sorted(merged)}
+    for limited in ("429", "503"):
+        if limited in responses:
+            responses[limited]["headers"] = RETRY_AFTER
+    return responses
 
 
 SESSION_ID_PARAM: Final[Schema] = {
@@ -435,7 +450,10 @@ PATHS: Final[Schema] = {
                 "200": _json(
                     _obj({"status": {"const": "ready"}, "instance": STRING}), "ready for traffic"
                 ),
-                "503": _json(_obj({"status": {"const": "unavailable"}}), "not ready"),
+                "503": {
+                    **_json(_obj({"status": {"const": "unavailable"}}), "not ready"),
+                    "headers": RETRY_AFTER,
+                },
             },
         }
     },

@@ -89,6 +89,21 @@ def unavailable_on_error() -> Iterator[None]:
         raise
 
 
+def _lex_range(after: str | None, prefix: str | None) -> tuple[bytes, bytes]:
+    """ZRANGEBYLEX bounds: ids after `after`, and only those starting with `prefix`.
+
+    Session ids are ASCII, so `prefix` + 0xff sorts after every id under the prefix.
+    """
+    start = b"-" if after is None else b"(" + after.encode()
+    end = b"+"
+    if prefix is not None:
+        low = prefix.encode()
+        if after is None or after.encode() < low:
+            start = b"[" + low
+        end = b"[" + low + b"\xff"
+    return start, end
+
+
 @dataclass(frozen=True, slots=True)
 class _Script:
     text: str
@@ -591,13 +606,15 @@ class RedisStore:
         self._trimmed["age"] += sum(r.aged for r in reads if r is not None)
         return reads
 
-    async def list_sessions(self, after: str | None, limit: int) -> list[SessionInfo]:
+    async def list_sessions(
+        self, after: str | None, limit: int, *, prefix: str | None = None
+    ) -> list[SessionInfo]:
         page: list[SessionInfo] = []
-        start = "-" if after is None else "(" + after
+        start, end = _lex_range(after, prefix)
         while len(page) < limit:
             with unavailable_on_error():
                 members = await self._client.zrangebylex(
-                    self._index, start, "+", 0, limit - len(page)
+                    self._index, start, end, 0, limit - len(page)
                 )
             if not members:
                 break
@@ -605,7 +622,7 @@ class RedisStore:
             reads = await self._infos(session_ids)
             page += [r.info() for r in reads if r is not None]
             await self._forget(sid for sid, r in zip(session_ids, reads, strict=True) if r is None)
-            start = "(" + session_ids[-1]
+            start = b"(" + session_ids[-1].encode()
         return page
 
     async def _forget(self, session_ids: Iterable[str]) -> None:

@@ -36,8 +36,3 @@ class AppState:
         """The end of the wait for writers to re-send their windows after the store's data
         began: this daemon's start (memory), or a new, empty data set (Redis)."""
         return self.store.data_since_ms + int(self.settings.startup_grace_s * 1000)
-
-    def origin_allowed(self, origin: str | None) -> bool:
-        """Browsers send Origin; other clients need not. No list configured allows any."""
-        allowed = self.settings.allowed_origins
-        return not allowed or origin is None or origin in allowed

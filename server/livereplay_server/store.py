@@ -79,7 +79,12 @@ class Store(Protocol):
 
     async def delete(self, session_id: str) -> bool: ...
 
-    async def list_sessions(self, after: str | None, limit: int) -> list[SessionInfo]: ...
+    async def list_sessions(
+        self, after: str | None, limit: int, *, prefix: str | None = None
+    ) -> list[SessionInfo]:
+        """Up to `limit` sessions in id order after `after`; only ids starting with
+        `prefix` when given (so a prefix token pages within its range)."""
+        ...
 
     async def ready(self) -> bool: ...
 

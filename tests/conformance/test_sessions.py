@@ -28,6 +28,23 @@ async def test_sessions_are_listed_in_id_order_page_by_page(store: Store) -> Non
     assert info.retained_bytes > 0
 
 
+async def test_a_prefix_lists_only_the_sessions_under_it(store: Store) -> None:
+    ids = ["a", "team", "team-a:1", "team-a:2", "team-a:3", "team-b", "teamz", "z"]
+    for session_id in ids:
+        await append(store, session_id, [1])
+
+    async def listed(after: str | None, limit: int, prefix: str) -> list[str]:
+        return [i.session_id for i in await store.list_sessions(after, limit, prefix=prefix)]
+
+    assert await listed(None, 10, "team-a:") == ["team-a:1", "team-a:2", "team-a:3"]
+    assert await listed(None, 2, "team-a:") == ["team-a:1", "team-a:2"]
+    assert await listed("team-a:1", 10, "team-a:") == ["team-a:2", "team-a:3"]
+    assert await listed("a", 10, "team-a:") == ["team-a:1", "team-a:2", "team-a:3"]
+    assert await listed("team-b", 10, "team-a:") == []
+    assert await listed(None, 10, "team") == ids[1:7]
+    assert await listed(None, 10, "nobody") == []
+
+
 async def test_expired_sessions_leave_the_list(make_store: MakeStore) -> None:
     store = await make_store(session_idle_ttl_ms=200)
     await append(store, "gone", [1])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -107,10 +107,11 @@ def _fuzz(
     method: str,
     path: str,
     mode: GenerationMode,
-    headers: dict[str, str],
+    headers: dict[str, str] | Callable[[schemathesis.Case[Any]], dict[str, str]],
     examples: int = 25,
 ) -> Counter[int]:
-    """Run one operation's examples; the statuses seen, so a test can tell what it reached."""
+    """Run one operation's examples; the statuses seen, so a test can tell what it reached.
+    `headers` may depend on the case (a reader token for the case's session)."""
     schema = schemathesis.openapi.from_url(daemon.http_url + "/openapi.json")
     operation = schema[path][method.upper()]
     statuses: Counter[int] = Counter()
@@ -119,8 +120,9 @@ def _fuzz(
     @given(case=operation.as_strategy(mode))
     def run(case: schemathesis.Case[Any]) -> None:
         _seed(daemon.http_url, case, WRITER if daemon.settings.writer_token else {})
+        sent = headers(case) if callable(headers) else headers
         response = case.call_and_validate(
-            base_url=daemon.http_url, headers=headers, checks=CHECKS, timeout=10
+            base_url=daemon.http_url, headers=sent, checks=CHECKS, timeout=10
         )
         statuses[response.status_code] += 1
 
@@ -154,8 +156,14 @@ def test_the_guarded_daemon_answers_the_writer_as_documented(
 def test_the_guarded_daemon_answers_a_reader_as_documented(
     guarded_daemon: InProcessDaemon, method: str, path: str, mode: GenerationMode
 ) -> None:
-    """A reader token covering every session reads, and is refused every write with 403."""
-    reader = {"Authorization": f"Bearer {mint_reader_token(READER_KEY, session_prefix='')}"}
+    """A reader token for the session reads, and is refused every write with 403."""
+
+    def reader(case: schemathesis.Case[Any]) -> dict[str, str]:
+        # No token reads everything (an empty prefix is invalid): one for the case's session.
+        session_id = (case.path_parameters or {}).get("session_id")
+        scope = session_id if isinstance(session_id, str) and session_id else "fuzz"
+        return {"Authorization": f"Bearer {mint_reader_token(READER_KEY, session_id=scope)}"}
+
     statuses = _fuzz(guarded_daemon, method, path, mode, reader)
     if method in WRITES:
         assert set(statuses) == {403}

@@ -33,8 +33,26 @@ def test_refuses_to_listen_openly_without_auth_and_says_why(host: str) -> None:
     assert "--writer-token" in result.stderr and "--insecure" in result.stderr
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3"])
+def test_a_reader_key_alone_does_not_open_writing_on_an_open_address(host: str) -> None:
+    """Reads would need a token, but anyone could append, trim, delete and ingest."""
+    result = run_cli("serve", "--host", host, "--port", "1", "--reader-key", KEY)
+    assert result.returncode == 2
+    assert "--writer-token" in result.stderr and "--insecure" in result.stderr
+    (line,) = [row for row in result.stderr.splitlines() if "error:" in row]
+    assert "write" in line
+    with pytest.raises(ValueError, match="--writer-token"):
+        config.parse(["--host", host, "--reader-key", KEY])
+
+
 @pytest.mark.parametrize(
-    "extra", [["--insecure"], ["--writer-token", "s3cret"], ["--reader-key", KEY]]
+    "extra",
+    [
+        ["--insecure"],
+        ["--writer-token", "s3cret"],
+        ["--writer-token", "s3cret", "--reader-key", KEY],
+        ["--reader-key", KEY, "--insecure"],
+    ],
 )
 def test_auth_or_insecure_allows_an_open_address(extra: list[str]) -> None:
     settings = config.parse(["--host", "0.0.0.0", *extra])
@@ -75,3 +93,13 @@ def test_token_command_mints_a_scoped_expiring_token(tmp_path: Path) -> None:
     assert claims["sub"] == "s-1" and claims["exp"] - claims["iat"] == 900
     missing = run_cli("token", "--prefix", "team-", env={"PATH": "/usr/bin"})
     assert missing.returncode == 2 and "reader key" in missing.stderr
+
+
+@pytest.mark.parametrize("scope", ["--prefix", "--session"])
+def test_token_command_refuses_an_empty_scope(tmp_path: Path, scope: str) -> None:
+    """`--prefix ""` would mint a token that reads every session."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    result = run_cli("token", scope, "", "--reader-key-file", str(key_file))
+    assert result.returncode == 2
+    assert result.stdout == "" and "empty" in result.stderr

@@ -63,6 +63,8 @@ async def run_in_process(settings: Settings | None = None) -> AsyncIterator[InPr
     settings = settings or fast_settings()
     config = uvicorn_config(settings)
     config.loop = "none"
+    # Tests bind loopback whatever address the settings describe.
+    config.host = "127.0.0.1"
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 10

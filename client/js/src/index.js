@@ -2,7 +2,7 @@
 //
 // subscribe() keeps one WebSocket to the daemon's stream of a session and calls
 // back with what it says: events, gaps, caught_up. When the connection is lost
-// (a close with 1001, 1006, 1011 or 1012, a failed connect, or heartbeats that
+// (a close with 1001, 1006, 1011, 1012 or 1013, a failed connect, or heartbeats that
 // stop coming from a daemon the browser does not report as gone) it reconnects
 // with full-jitter exponential backoff and resumes after the last event it
 // delivered, or after the last gap's latest_cursor. The daemon never repeats an
