@@ -28,6 +28,8 @@ from tests.faults.history import Frame, History, cursor_point
 RETRY_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013})
 RETRY_STATUSES = frozenset({429, 503})
 
+Frames = AsyncGenerator[Frame, None]
+
 
 class Retry(Exception):
     """The connection ended in a way a reader recovers from: reconnect with the cursor."""
@@ -43,9 +45,7 @@ class Transport(Protocol):
     Ends by raising `Retry` or `Stop`; a normal end of the frames counts as `Retry`.
     """
 
-    def frames(
-        self, base_url: str, session_id: str, cursor: str
-    ) -> AsyncGenerator[Frame, None]: ...
+    def frames(self, base_url: str, session_id: str, cursor: str) -> Frames: ...
 
 
 def stream_path(session_id: str, cursor: str) -> str:
@@ -62,9 +62,7 @@ class WebSocketTransport:
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
 
-    async def frames(
-        self, base_url: str, session_id: str, cursor: str
-    ) -> AsyncGenerator[Frame, None]:
+    async def frames(self, base_url: str, session_id: str, cursor: str) -> Frames:
         url = base_url.replace("http://", "ws://", 1) + stream_path(session_id, cursor)
         try:
             async with connect(

@@ -8,6 +8,7 @@ history with one fault injected where the checker can see it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +226,7 @@ def test_a_swapped_pair_is_out_of_order(story: Story, data: st.DataObject) -> No
     delivered = positions(story)
     pairs = [
         (a, b)
-        for a, b in zip(delivered, delivered[1:], strict=False)
+        for a, b in itertools.pairwise(delivered)
         if at(story, a)["replay_incarnation_id"] == at(story, b)["replay_incarnation_id"]
     ]
     if not pairs:
