@@ -122,6 +122,7 @@ class Reader:
         self.backoff_cap_s = backoff_cap_s
         self.retries: list[str] = []  # why each connection ended (the last few)
         self.stopped: str | None = None
+        self.hellos = 0  # connections that got as far as a `hello`
         self._attempt = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -170,6 +171,7 @@ class Reader:
         self.history.feed(frame)
         kind = frame.get("type")
         if kind == "hello":
+            self.hellos += 1
             self._attempt = 0
         elif kind == "events":
             if frame["events"]:
