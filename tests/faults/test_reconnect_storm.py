@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.faults.harness import FaultRun, Scale, async_wait
+from tests.faults.readers import Reader
 
 SESSION = "fault-s7"
 
@@ -25,17 +26,26 @@ async def test_a_thousand_readers_reconnect_at_once(fault_run: FaultRun, scale: 
     await async_wait(
         lambda: all(r.history.started for r in readers),
         60,
-        lambda: f"{sum(not r.history.started for r in readers)} of {count} readers never "
-        f"got a hello, e.g. {next(r.where() for r in readers if not r.history.started)}",
+        lambda: (
+            f"{sum(not r.history.started for r in readers)} of {count} readers never "
+            f"got a hello, e.g. {next(r.where() for r in readers if not r.history.started)}"
+        ),
     )
     for round_ in range(scale.pick(1, 4)):
         await asyncio.to_thread(writer.wait_acked, writer.acked + 50, 30)
         await asyncio.to_thread(run.kill_daemon, daemon)
+        hellos = round_ + 2
+
+        def behind(hellos: int = hellos) -> list[Reader]:
+            return [r for r in readers if r.hellos < hellos]
+
         await async_wait(
-            lambda: all(r.hellos >= round_ + 2 for r in readers),
-            60,
-            lambda: f"{sum(r.hellos < round_ + 2 for r in readers)} of {count} readers "
-            "never reconnected",
+            lambda: not behind(),
+            30,
+            lambda: (
+                f"{len(behind())} of {count} readers never reconnected, e.g. "
+                + "; ".join(r.where() for r in behind()[:3])
+            ),
         )
     await asyncio.to_thread(writer.wait_acked, writer.acked + 50, 30)
     await run.finish(daemon.http_url, SESSION, catch_up_s=60)

@@ -64,9 +64,11 @@ async def test_never_reading_readers_are_cut_off_and_let_go(
             await async_wait(
                 lambda: metric(daemon.http_url, "livereplay_reader_cutoffs_total") >= cut_off,
                 15,
-                lambda: f"cycle {cycle}: the daemon cut off "
-                f"{metric(daemon.http_url, 'livereplay_reader_cutoffs_total'):.0f} of "
-                f"{cut_off} stalled readers",
+                lambda: (
+                    f"cycle {cycle}: the daemon cut off "
+                    f"{metric(daemon.http_url, 'livereplay_reader_cutoffs_total'):.0f} of "
+                    f"{cut_off} stalled readers"
+                ),
             )
             # Cut off, but the peers still hold their sockets open and unread.
             deadline = time.monotonic() + 5
