@@ -253,6 +253,11 @@ class FaultRun:
     async def aclose(self, outcome: str | None) -> None:
         for reader in self.readers:
             await reader.stop()
+        if not self.reports:
+            # It failed before the end: the writers' figures still say how far it got.
+            self.row.faults = [f"{w} x{n}" if n > 1 else w for w, n in self.faults.items()]
+            self.row.acknowledged = self.writers.acknowledged
+            self.row.sent = self.writers.sent
         self.sampler.sample()
         self.sampler.stop()
         self.row.peak_rss_mb = round(self.sampler.peak_rss_mb, 1)

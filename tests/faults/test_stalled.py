@@ -26,6 +26,10 @@ FD_SLACK = 5
 RSS_SLACK = 24 * MiB
 
 
+def cutoffs(url: str) -> float:
+    return metric(url, "livereplay_reader_cutoffs_total")
+
+
 async def footprint(pid: int, seconds: float = 0.5) -> tuple[int, int]:
     """(fds, RSS): medians over a short while."""
     fds: list[int] = []
@@ -62,12 +66,11 @@ async def test_never_reading_readers_are_cut_off_and_let_go(
             run.fault("stalled readers")
             cut_off += per_cycle
             await async_wait(
-                lambda: metric(daemon.http_url, "livereplay_reader_cutoffs_total") >= cut_off,
+                lambda n=cut_off: cutoffs(daemon.http_url) >= n,
                 15,
-                lambda: (
-                    f"cycle {cycle}: the daemon cut off "
-                    f"{metric(daemon.http_url, 'livereplay_reader_cutoffs_total'):.0f} of "
-                    f"{cut_off} stalled readers"
+                lambda n=cut_off, c=cycle: (
+                    f"cycle {c}: the daemon cut off "
+                    f"{cutoffs(daemon.http_url):.0f} of {n} stalled readers"
                 ),
             )
             # Cut off, but the peers still hold their sockets open and unread.
