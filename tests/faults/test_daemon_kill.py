@@ -10,6 +10,7 @@ throttled by the append rate, or is refused once and retried.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.faults.readers import Reader
 
 SESSION = "fault-s1"
 GRACE = ["--startup-grace-s", "10"]
+FAST_RETRY_S = 0.05
 
 
 async def pause(seconds: float) -> None:
@@ -51,8 +53,11 @@ async def kill_rounds(
 
 
 def readers(run: FaultRun, url: str, live: int, lagging: int) -> tuple[list[Reader], list[Reader]]:
-    a = [run.reader(f"live-{i}", url, SESSION) for i in range(live)]
-    b = [run.reader(f"lagging-{i}", url, SESSION) for i in range(lagging)]
+    """Readers that retry quickly (every <= 50 ms), so they are back on the restarted
+    daemon before the writer, and wait there while its window is restored."""
+    fast = {"backoff_cap_s": FAST_RETRY_S}
+    a = [run.reader(f"live-{i}", url, SESSION, **fast) for i in range(live)]
+    b = [run.reader(f"lagging-{i}", url, SESSION, **fast) for i in range(lagging)]
     return a, b
 
 
@@ -167,10 +172,21 @@ async def test_window_restored_in_several_batches(fault_run: FaultRun, scale: Sc
         rate=1000,
     )
     _, lagging = readers(run, daemon.http_url, scale.pick(3, 8), scale.pick(2, 4))
+
+    def kill_while_the_writer_lags() -> None:
+        # The writer comes back last: every reader is already waiting on the restarted
+        # daemon when the first of the window's batches lands.
+        writer.pause()
+        try:
+            run.kill_daemon(daemon)
+            time.sleep(0.5)
+        finally:
+            writer.resume()
+
     await kill_rounds(
         run,
         daemon.http_url,
-        lambda: run.kill_daemon(daemon),
+        kill_while_the_writer_lags,
         lagging,
         rounds=scale.pick(1, 4),
         every=scale.pick(3500, 6000),

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -248,6 +249,15 @@ class WriterProcess:
                     f"{timeout:.0f} s: {self.logs()}"
                 )
             time.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP: the writer neither appends nor reconnects until `resume`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """kill -9: whatever was not acknowledged is lost with the process."""
