@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest test-js test-e2e bench lock clean
+.PHONY: install run test lint typecheck pytest test-js test-e2e soak bench lock clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ test-e2e: install
 	sh scripts/test-e2e.sh
 
 test: lint typecheck pytest test-js test-e2e
+
+# The fault suite's soak versions (docs/RELIABILITY.md): longer, more faults and readers,
+# bounded to 20 minutes in all; prints the summary table and writes artifacts/faults.json.
+soak: install
+	sh scripts/ensure-redis.sh
+	LIVEREPLAY_SOAK=1 timeout 1200 $(BIN)/pytest -q tests/faults -o timeout=300
 
 bench: install
 	$(BIN)/python -m bench.run
