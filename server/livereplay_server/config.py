@@ -149,6 +149,24 @@ class Settings:
         default="livereplay",
         metadata={"help": "prefix of every Redis key and channel (no braces)"},
     )
+    # Connection hardening (docs/DEPLOY.md): bounds uvicorn leaves open, kept in protocols.py.
+    http_header_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "a request head (also a keep-alive's next one) must arrive within this"},
+    )
+    http_body_timeout_s: float = field(
+        default=30.0, metadata={"help": "a request body must arrive within this; else 408"}
+    )
+    max_http_connections: int = field(
+        default=1000,
+        metadata={"help": "HTTP connections at once (not WebSockets); more get 503"},
+    )
+    max_url_bytes: int = field(
+        default=8192, metadata={"help": "longest request URL; longer gets 414"}
+    )
+    max_header_bytes: int = field(
+        default=64 * 1024, metadata={"help": "request header bytes in total; more gets 431"}
+    )
 
     @property
     def limits(self) -> Limits:
@@ -324,6 +342,18 @@ def validate(settings: Settings) -> None:
     # Braces would move the Redis Cluster hash tag off the session id.
     if not settings.redis_key_prefix or set("{}") & set(settings.redis_key_prefix):
         raise ValueError("--redis-key-prefix must be non-empty and contain no braces")
+    _validate_hardening(settings)
+
+
+def _validate_hardening(settings: Settings) -> None:
+    for name in ("http_header_timeout_s", "http_body_timeout_s", "max_http_connections"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"--{flag_name(name)} must be positive")
+    # A reader URL carries a cursor (~360 bytes) and maybe a token (a few hundred).
+    if settings.max_url_bytes < 1024:
+        raise ValueError("--max-url-bytes must be at least 1024")
+    if settings.max_header_bytes < 4096:
+        raise ValueError("--max-header-bytes must be at least 4096")
 
 
 def parse(argv: Sequence[str]) -> Settings:

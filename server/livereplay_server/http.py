@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
@@ -228,11 +228,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise ApiError(413, "batch_too_large", f"a batch is at most {limit} bytes")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "batch_too_large", f"a batch is at most {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "batch_too_large", f"a batch is at most {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone mid-body, or timed out (protocols.py answered 408): no one reads this.
+        raise ApiError(400, "client_disconnected", "the body was not sent whole") from None
     return b"".join(chunks)
 
 

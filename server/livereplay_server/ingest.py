@@ -36,6 +36,7 @@ from livereplay._ingest_wire import (
 )
 from livereplay._wire import BatchIn, EventIn
 
+from . import sockets
 from .admission import admit, close_quietly
 from .http import ApiError, append
 from .logs import get_logger
@@ -187,7 +188,8 @@ async def _send(ws: WebSocket, state: AppState, message: Welcome | Ack | Refused
             await ws.send_bytes(encoder.encode(message))
     except TimeoutError:
         log.warning("writer_cut_off", reason="send_timeout")
-        await close_quietly(ws, 1011)
+        if not sockets.abort(ws.scope):
+            await close_quietly(ws, 1011)
         raise WriterGone from None
     except (WebSocketDisconnect, OSError, RuntimeError):
         raise WriterGone from None

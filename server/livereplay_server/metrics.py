@@ -101,3 +101,21 @@ class Metrics:
             buckets=(0, 1, 10, 100, 1000, 10000),
             registry=r,
         )
+        # Connection hardening at the protocol level (protocols.py, transport.py).
+        self.http_refused = Counter(
+            "livereplay_http_connections_refused",
+            "HTTP requests refused or timed out before the app answered, by code",
+            ["code"],
+            registry=r,
+        )
+        self.connections_aborted = Counter(
+            "livereplay_connections_aborted",
+            "Closing connections aborted because the peer stopped taking or ending them, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "livereplay_http_connections",
+            "Open HTTP connections, counted from their first request head",
+            registry=r,
+        )

@@ -9,16 +9,20 @@ import uvicorn
 from . import logs
 from .app import create_app
 from .config import Settings
+from .protocols import DaemonConfig, Guard, GuardedHttp, GuardedWebSocket
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
-        create_app(settings),
+    app = create_app(settings)
+    return DaemonConfig(
+        app,
+        Guard.from_settings(settings, app.state.livereplay.metrics),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
+        # httptools and websockets-sansio, with every connection bounded (protocols.py).
+        http=GuardedHttp,
+        ws=GuardedWebSocket,
         ws_max_size=settings.max_batch_bytes + 64 * 1024,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         ws_ping_interval=20.0,

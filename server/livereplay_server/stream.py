@@ -26,7 +26,7 @@ from livereplay import (
 )
 from livereplay._rules import CaughtUp, Events, Hello, Output
 
-from . import frames
+from . import frames, sockets
 from .admission import admit, close_quietly
 from .clock import now_ms
 from .frames import Codec
@@ -67,6 +67,8 @@ class Connection:
         except TimeoutError:
             self.state.metrics.reader_cutoffs.inc()
             log.warning("reader_cut_off", reason="send_timeout")
+            # A close would wait for this peer to drain what is buffered: it never will.
+            sockets.abort(self.ws.scope)
             raise ReaderGone from None
         except (WebSocketDisconnect, OSError, RuntimeError):
             raise ReaderGone from None

@@ -58,13 +58,26 @@ class InProcessDaemon:
 
 
 @contextlib.asynccontextmanager
-async def run_in_process(settings: Settings | None = None) -> AsyncIterator[InProcessDaemon]:
-    """A real uvicorn (uvloop aside: the test's loop) serving on a free loopback port."""
+async def run_in_process(
+    settings: Settings | None = None, uvicorn_overrides: Mapping[str, Any] | None = None
+) -> AsyncIterator[InProcessDaemon]:
+    """A real uvicorn (uvloop aside: the test's loop) serving on a free loopback port;
+    `uvicorn_overrides` sets uvicorn settings the daemon has no flag for (ping timing)."""
     settings = settings or fast_settings()
     config = uvicorn_config(settings)
     config.loop = "none"
     # Tests bind loopback whatever address the settings describe.
     config.host = "127.0.0.1"
+    for name, value in (uvicorn_overrides or {}).items():
+        assert hasattr(config, name), name
+        setattr(config, name, value)
+    async with serving(config) as server:
+        yield InProcessDaemon(server, settings)
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[uvicorn.Server]:
+    """`config` served by uvicorn in the test's loop, from start-up to exit."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 10
@@ -76,7 +89,7 @@ async def run_in_process(settings: Settings | None = None) -> AsyncIterator[InPr
             raise TimeoutError("uvicorn did not start")
         await asyncio.sleep(0.01)
     try:
-        yield InProcessDaemon(server, settings)
+        yield server
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
