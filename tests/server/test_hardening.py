@@ -158,7 +158,9 @@ def test_a_response_the_client_never_reads_does_not_keep_its_socket(
         for first in range(1, 121, 40):
             post_batch(daemon.http_url, "s-1", ["x" * 60_000] * 40, first)
         base_fds = settled_fds(pid)
-        page = "GET /v1/sessions/s-1/events?after=earliest&limit=1000 HTTP/1.1\r\nHost: x\r\n"
+        page = (
+            "GET /v1/sessions/s-1/events?after=earliest&limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        )
         for close in ("Connection: close\r\n", ""):
             for _ in range(5):
                 sock = socket.socket()
@@ -242,7 +244,7 @@ async def test_a_streamed_response_the_client_stops_taking_is_cut_off() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         try:
             await asyncio.to_thread(sock.connect, ("127.0.0.1", settings.port))
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             await asyncio.wait_for(ended.wait(), 6)
         finally:
             sock.close()
@@ -258,17 +260,17 @@ def test_incomplete_requests_are_answered_408_and_closed_within_their_timeouts(
         pid = daemon.proc.pid
         base_fds = settled_fds(pid)
         port = daemon.port
-        slow_head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        slow_head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
         half_heads = [dial(port, slow_head) for _ in range(40)]
         body_head = (
-            b"POST /v1/sessions/s-1/events HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/sessions/s-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
         )
         half_bodies = [dial(port, body_head + b'{"events": [') for _ in range(40)]
         silent = [dial(port) for _ in range(10)]
         # A keep-alive connection that starts a second request and stalls: uvicorn arms
         # its keep-alive timer only after a response.
-        second = dial(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = dial(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(second).startswith(b"HTTP/1.1 200")
         second.sendall(b"GET /healthz HTTP/1.1\r\nHo")
         # A slowloris that keeps sending a header line every 0.2 s: data is no extension.
@@ -313,10 +315,10 @@ def test_http_connections_over_the_limit_get_503_and_websockets_are_not_counted(
     with DaemonProcess(env={"LIVEREPLAY_MAX_HTTP_CONNECTIONS": "4"}) as daemon:
         for _ in range(4):
             # Answered, then idle in keep-alive: each holds an HTTP connection.
-            sock = dial(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock = dial(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert read_response(sock).startswith(b"HTTP/1.1 200")
             held.append(sock)
-        extra = dial(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        extra = dial(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         closed = read_until_closed([extra], timeout=3)
         assert extra.fileno() in closed, "the connection over the limit was kept open"
         answer, _ = closed[extra.fileno()]
@@ -370,7 +372,7 @@ def test_the_rest_of_a_refused_body_is_read_only_up_to_a_bound() -> None:
     """After an early 413 the daemon drops what follows, up to 16 MiB here, then resets
     the connection: a client cannot make it read forever."""
     with DaemonProcess(args=["--max-batch-bytes", str(MiB)]) as daemon:
-        head = b"POST /v1/sessions/s-1/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        head = b"POST /v1/sessions/s-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
         sock = dial(daemon.port, head % (200 * MiB))
         chunk = b"x" * MiB
         sent = 0
