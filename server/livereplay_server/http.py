@@ -296,8 +296,9 @@ async def append(
 
     `writer` names who appends, for the per-writer rate: the incarnation when the batch
     has one, else the client's address. A batch restoring a writer's window
-    (`restore_to`) is never refused by that rate: it is counted against it. `instance`
-    is the data set a writer was welcomed to (see `Store.append`).
+    (`restore_to`) replays what the writer appended before, bounded by its window: the
+    rate neither refuses nor counts it. `instance` is the data set a writer was
+    welcomed to (see `Store.append`).
     """
     limit = state.settings.max_batch_events
     if len(batch.events) > limit:
@@ -308,7 +309,8 @@ async def append(
         state.metrics.append_refused.labels("failpoint").inc()
         raise ApiError(int(injected), "failpoint", "refused by the failpoint refuse_restore")
     try:
-        state.append_rate.take(batch.incarnation or writer, len(batch.events), force=restoring)
+        if not restoring:
+            state.append_rate.take(batch.incarnation or writer, len(batch.events))
     except LimitExceeded as exc:
         state.metrics.append_refused.labels(exc.code).inc()
         raise ApiError(429, exc.code, exc.message, exc.retry_after_s) from None

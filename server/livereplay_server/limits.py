@@ -67,9 +67,8 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, writer: str, events: int, *, force: bool = False) -> None:
-        """Take `events` tokens, or refuse. `force` takes them even into debt (a writer
-        re-sending its window is never refused): its next batches pay it back."""
+    def take(self, writer: str, events: int) -> None:
+        """Take `events` tokens, or refuse."""
         if self.rate <= 0:
             return
         now = self._clock()
@@ -81,7 +80,7 @@ class RateLimiter:
             self._buckets.popitem(last=False)
         # A full bucket takes any batch, into debt, so one larger than the burst is not
         # refused forever; the next batches wait until the debt is paid.
-        if events > bucket.tokens and not force and bucket.tokens < self.burst:
+        if events > bucket.tokens and bucket.tokens < self.burst:
             wait_s = (min(events, self.burst) - bucket.tokens) / self.rate
             raise LimitExceeded(
                 "rate_limited",

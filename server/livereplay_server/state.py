@@ -29,7 +29,7 @@ class AppState:
             s.writer_token or None, s.reader_key.encode() if s.reader_key else None
         )
         self.connections = ConnectionLimiter(s.max_connections, s.max_connections_per_client)
-        # Two seconds' worth; a writer re-sending its window is never refused by it.
+        # Two seconds' worth; a writer re-sending its window is not counted (http.append).
         self.append_rate = RateLimiter(s.max_append_rate, 2 * s.max_append_rate)
 
     def grace_until_ms(self) -> int:

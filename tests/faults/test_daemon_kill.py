@@ -132,8 +132,10 @@ async def test_restore_refused_once_then_retried(
     run = fault_run
     run.scenario = f"restore_refused_{status}"
     run.row.scenario = run.scenario
-    daemon = run.daemon(*GRACE)
-    writer = run.writer(daemon.http_url, SESSION, rate=1000)
+    # A refused restore is retried after the daemon's Retry-After (1 s) and a restart of
+    # the daemon: the writer's window must hold the ~3 s the readers then miss.
+    daemon = run.daemon(*GRACE, "--max-events-per-session", "8192")
+    writer = run.writer(daemon.http_url, SESSION, "--window-events", "8192", rate=1000)
     _, lagging = readers(run, daemon.http_url, scale.pick(3, 8), scale.pick(1, 4))
     # Only the restarted daemons carry the failpoint: the first start has nothing to restore.
     daemon.env["LIVEREPLAY_FAILPOINTS"] = f"refuse_restore={status}x1"

@@ -18,8 +18,10 @@ SESSION = "fault-s7"
 async def test_a_thousand_readers_reconnect_at_once(fault_run: FaultRun, scale: Scale) -> None:
     run = fault_run
     daemon = run.daemon("--startup-grace-s", "10", "--max-connections-per-client", "2000")
-    # A slow writer: the point is the connection storm, not the fan-out volume.
-    writer = run.writer(daemon.http_url, SESSION, rate=50)
+    # A slow writer: the point is the connection storm, not the fan-out volume (at 50
+    # events/s to 1000 readers, per-reader fan-out saturates the daemon's core and the
+    # storm becomes an overload test).
+    writer = run.writer(daemon.http_url, SESSION, rate=5)
     await asyncio.to_thread(writer.wait_acked, 20, 30)
     count = 1000
     readers = [run.reader(f"r-{i}", daemon.http_url, SESSION) for i in range(count)]
@@ -32,7 +34,7 @@ async def test_a_thousand_readers_reconnect_at_once(fault_run: FaultRun, scale: 
         ),
     )
     for round_ in range(scale.pick(1, 4)):
-        await asyncio.to_thread(writer.wait_acked, writer.acked + 50, 30)
+        await asyncio.to_thread(writer.wait_acked, writer.acked + 10, 30)
         await asyncio.to_thread(run.kill_daemon, daemon)
         hellos = round_ + 2
 
@@ -47,7 +49,7 @@ async def test_a_thousand_readers_reconnect_at_once(fault_run: FaultRun, scale: 
                 + "; ".join(r.where() for r in behind()[:3])
             ),
         )
-    await asyncio.to_thread(writer.wait_acked, writer.acked + 50, 30)
+    await asyncio.to_thread(writer.wait_acked, writer.acked + 10, 30)
     await run.finish(daemon.http_url, SESSION, catch_up_s=60)
     run.assert_clean()
     run.assert_no_gaps("the writer's window covered everything the readers missed")

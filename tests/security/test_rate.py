@@ -43,17 +43,6 @@ def test_a_batch_larger_than_the_burst_is_taken_once_the_bucket_is_full() -> Non
     rate.take("w", 1)
 
 
-def test_a_restore_is_never_refused_but_still_pays_for_itself() -> None:
-    clock = Clock()
-    rate = RateLimiter(10, burst=20, clock=clock)
-    rate.take("w", 20)
-    rate.take("w", 2048, force=True)
-    clock.now = 10.0
-    with pytest.raises(LimitExceeded):
-        rate.take("w", 1)
-    assert rate._buckets["w"].tokens < 0
-
-
 def test_writers_have_their_own_buckets_and_the_oldest_is_forgotten_first() -> None:
     clock = Clock()
     rate = RateLimiter(10, burst=20, max_writers=2, clock=clock)
