@@ -372,7 +372,10 @@ def test_the_rest_of_a_refused_body_is_read_only_up_to_a_bound() -> None:
     """After an early 413 the daemon drops what follows, up to 16 MiB here, then resets
     the connection: a client cannot make it read forever."""
     with DaemonProcess(args=["--max-batch-bytes", str(MiB)]) as daemon:
-        head = b"POST /v1/sessions/s-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+        head = (
+            b"POST /v1/sessions/s-1/events HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+        )
         sock = dial(daemon.port, head % (200 * MiB))
         chunk = b"x" * MiB
         sent = 0
