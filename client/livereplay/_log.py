@@ -8,7 +8,9 @@ client's local window are both thin shells around `SessionTable`.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import uuid
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from operator import attrgetter
 from typing import Final
 
 from ._cursor import Cursor, valid_incarnation
-from ._wire import U64_MAX, EventIn, EventRecord, encode_event, event_json_to_msgpack
+from ._wire import U64_MAX, EventIn, encode_record, event_json_to_msgpack
 
 MiB: Final = 1024 * 1024
 # How many superseded incarnations a session remembers (to refuse their appends).
@@ -47,6 +49,26 @@ class TrimCause(StrEnum):
     BUDGET = "budget"
 
 
+# What holding things costs this process beyond their own bytes (CPython 3.11, 64-bit;
+# tests/core/test_cost.py checks them against tracemalloc). The memory budget counts
+# every byte a session holds: events, their msgpack copies and the session itself.
+EVENT_COST: Final = 176  # a StoredEvent, its ints, its bytes' header, its deque slot
+PACKED_COST: Final = 40  # the header of an event's msgpack copy
+SESSION_COST: Final = 1400  # a SessionLog, its deque, its table entries, its SessionMeta
+HOLE_COST: Final = 32  # two unsigned ints in a growing array
+DIGEST_BYTES: Final = 8  # a superseded incarnation is remembered by a digest this long
+SUPERSEDED_COST: Final = 12  # ... in a growing bytearray
+
+
+class Ledger:
+    """What a table's sessions hold in memory, in bytes, kept up to date as they change."""
+
+    __slots__ = ("cost",)
+
+    def __init__(self) -> None:
+        self.cost = 0
+
+
 @dataclass(slots=True)
 class StoredEvent:
     position: int
@@ -54,6 +76,7 @@ class StoredEvent:
     ts_ms: int
     data: bytes
     _packed: bytes | None = None
+    _log: SessionLog | None = None  # the session holding it, charged for its msgpack copy
 
     @property
     def size(self) -> int:
@@ -61,10 +84,42 @@ class StoredEvent:
 
     @property
     def packed(self) -> bytes:
-        """The msgpack encoding, made on first demand and kept."""
+        """The msgpack encoding, made on first demand and kept (and paid for)."""
         if self._packed is None:
             self._packed = event_json_to_msgpack(self.data)
+            if self._log is not None:
+                self._log.charge(PACKED_COST + len(self._packed))
         return self._packed
+
+    @property
+    def cost(self) -> int:
+        packed = self._packed
+        return EVENT_COST + len(self.data) + (0 if packed is None else PACKED_COST + len(packed))
+
+
+class Holes:
+    """Skipped position ranges (inclusive), oldest first, two unsigned ints each."""
+
+    __slots__ = ("_flat",)
+
+    def __init__(self) -> None:
+        self._flat = array("Q")
+
+    def __len__(self) -> int:
+        return len(self._flat) // 2
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        flat = self._flat
+        return ((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+
+    def append(self, hole: tuple[int, int]) -> None:
+        self._flat.extend(hole)
+
+    def first_end(self) -> int:
+        return self._flat[1]
+
+    def popleft(self) -> None:
+        del self._flat[:2]
 
 
 class AppendRefused(Exception):
@@ -99,11 +154,18 @@ class SessionLog:
     retained_bytes: int = 0
     events: deque[StoredEvent] = field(default_factory=deque)
     # Skipped position ranges (inclusive), oldest first: served as `writer_overflow`.
-    holes: deque[tuple[int, int]] = field(default_factory=deque)
+    holes: Holes = field(default_factory=Holes)
     # A writer is restoring its window up to this position (0: no restore under way);
     # readers with a cursor up to it wait for the tail until `restore_until_ms`.
     restoring_to: int = 0
     restore_until_ms: int = 0
+    # What the session holds in memory: itself, its events, their msgpack copies.
+    cost: int = 0
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def charge(self, delta: int) -> None:
+        self.cost += delta
+        self.ledger.cost += delta
 
     def cursor_at(self, position: int, revision: int | None = None) -> Cursor:
         rev = self.latest_revision if revision is None else revision
@@ -137,14 +199,33 @@ class SessionLog:
     def in_hole(self, position: int) -> bool:
         return any(start <= position <= end for start, end in self.holes)
 
+    def add(self, event: StoredEvent) -> None:
+        """Retain an event the table accepted (after any hole before it was noted)."""
+        event._log = self
+        self.events.append(event)
+        self.retained_bytes += event.size
+        self.tail = event.position
+        self.latest_revision = event.revision
+        self.charge(event.cost)
+
+    def add_hole(self, start: int, end: int) -> None:
+        self.holes.append((start, end))
+        self.charge(HOLE_COST)
+        if len(self.holes) > MAX_HOLES:
+            self.holes.popleft()
+            self.charge(-HOLE_COST)
+
     def drop_oldest(self) -> StoredEvent:
         event = self.events.popleft()
         self.retained_bytes -= event.size
+        self.charge(-event.cost)
+        event._log = None
         oldest = self.events[0].position if self.events else self.tail + 1
         # A hole ending just before the oldest retained event still answers a reader
         # whose cursor is at the hole's start - 1: it missed nothing but the hole.
-        while self.holes and self.holes[0][1] + 1 < oldest:
+        while self.holes and self.holes.first_end() + 1 < oldest:
             self.holes.popleft()
+            self.charge(-HOLE_COST)
         return event
 
 
@@ -159,14 +240,32 @@ def mark_restore(log: SessionLog, restore_to: int | None, until_ms: int) -> None
 
 @dataclass(slots=True)
 class SessionMeta:
-    """What survives a takeover: incarnations this session has superseded."""
+    """What survives a takeover: the incarnations this session has superseded, as 8-byte
+    digests (a 2^-64 chance that a new incarnation is taken for an old one)."""
 
-    superseded: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    superseded: bytearray = field(default_factory=bytearray)
+
+    def __len__(self) -> int:
+        return len(self.superseded) // DIGEST_BYTES
 
     def supersede(self, incarnation: str) -> None:
-        self.superseded[incarnation] = None
-        while len(self.superseded) > MAX_SUPERSEDED:
-            self.superseded.popitem(last=False)
+        self.superseded += _digest(incarnation)
+        if len(self.superseded) > MAX_SUPERSEDED * DIGEST_BYTES:
+            del self.superseded[:DIGEST_BYTES]
+
+    def has_superseded(self, incarnation: str) -> bool:
+        digest = _digest(incarnation)
+        blob = self.superseded
+        at = blob.find(digest)
+        while at != -1:
+            if at % DIGEST_BYTES == 0:
+                return True
+            at = blob.find(digest, at + 1)
+        return False
+
+
+def _digest(incarnation: str) -> bytes:
+    return hashlib.blake2b(incarnation.encode(), digest_size=DIGEST_BYTES).digest()
 
 
 def new_incarnation() -> str:
@@ -183,16 +282,24 @@ class SessionTable:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._logs: OrderedDict[str, SessionLog] = OrderedDict()
+        # The sessions that hold events, least recently appended first: the budget's order.
+        self._holding: OrderedDict[str, SessionLog] = OrderedDict()
         self._meta: dict[str, SessionMeta] = {}
+        self.ledger = Ledger()
         self.retained_bytes = 0
         self.retained_events = 0
         self.trimmed: dict[TrimCause, int] = dict.fromkeys(TrimCause, 0)
+        # Sessions forgotten to keep to the budget, for the store to tell their readers.
+        self.evicted: list[str] = []
+        self.sessions_evicted = 0
 
     def __len__(self) -> int:
         return len(self._logs)
 
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._logs
+    @property
+    def cost(self) -> int:
+        """Bytes every session holds in memory: what the budget bounds."""
+        return self.ledger.cost
 
     def get(self, session_id: str) -> SessionLog | None:
         return self._logs.get(session_id)
@@ -239,22 +346,20 @@ class SessionTable:
             position = tail + 1 if item.position is None else item.position
             if position > U64_MAX:
                 raise AppendRefused("invalid_event", "positions would pass 2^64-1")
-            cursor = Cursor(target_incarnation, item.revision, position, session_id)
-            cursors.append(cursor)
+            cursors.append(Cursor(target_incarnation, item.revision, position, session_id))
             if position <= tail:
                 staged.append(None)
                 continue
-            record = EventRecord(
+            data = encode_record(
                 session_id,
                 target_incarnation,
                 item.turn_id,
                 item.revision,
                 position,
-                str(cursor),
                 now_ms,
                 item.payload,
             )
-            stored = StoredEvent(position, item.revision, now_ms, encode_event(record))
+            stored = StoredEvent(position, item.revision, now_ms, data)
             if stored.size > self.limits.max_event_bytes:
                 raise AppendRefused(
                     "event_too_large",
@@ -266,7 +371,7 @@ class SessionTable:
         if log is None or fresh:
             if log is not None:
                 self._meta[session_id].supersede(log.incarnation)
-                self._forget_events(log)
+                self._forget(log)
             log = self._create(session_id, target_incarnation)
         accepted = holes = 0
         for item_stored in staged:
@@ -275,21 +380,18 @@ class SessionTable:
             stored = item_stored
             if stored.position > log.tail + 1 and log.tail > 0:
                 holes += stored.position - log.tail - 1
-                log.holes.append((log.tail + 1, stored.position - 1))
-                if len(log.holes) > MAX_HOLES:
-                    log.holes.popleft()
-            log.events.append(stored)
-            log.retained_bytes += stored.size
-            log.tail = stored.position
-            log.latest_revision = stored.revision
+                log.add_hole(log.tail + 1, stored.position - 1)
+            log.add(stored)
+            self.retained_bytes += stored.size
             accepted += 1
-        self.retained_bytes += sum(s.size for s in staged if s is not None)
         self.retained_events += accepted
         if accepted:
             log.last_append_ms = now_ms
             self._logs.move_to_end(session_id)
+            self._holding[session_id] = log
+            self._holding.move_to_end(session_id)
             self._enforce_session(log, now_ms)
-            self._enforce_budget()
+            self._enforce_budget(keep=session_id)
         mark_restore(log, restore_to, now_ms + self.limits.restore_wait_ms)
         return AppendResult(
             accepted,
@@ -308,7 +410,9 @@ class SessionTable:
                     "invalid_incarnation", "an incarnation is 1..64 characters of A-Z a-z 0-9 _ -"
                 )
             meta = self._meta.get(session_id)
-            if meta is not None and incarnation in meta.superseded:
+            log = self._logs.get(session_id)
+            current = log is not None and log.incarnation == incarnation
+            if meta is not None and not current and meta.has_superseded(incarnation):
                 raise AppendRefused(
                     "incarnation_superseded", "a newer incarnation has taken over this session"
                 )
@@ -330,9 +434,11 @@ class SessionTable:
             )
 
     def _create(self, session_id: str, incarnation: str) -> SessionLog:
-        log = SessionLog(session_id, incarnation)
+        meta = self._meta.setdefault(session_id, SessionMeta())
+        log = SessionLog(session_id, incarnation, ledger=self.ledger)
+        base = SESSION_COST + len(session_id) + len(incarnation)
+        log.charge(base + SUPERSEDED_COST * len(meta))
         self._logs[session_id] = log
-        self._meta.setdefault(session_id, SessionMeta())
         return log
 
     # -- retention ---------------------------------------------------------
@@ -342,6 +448,8 @@ class SessionTable:
         self.retained_bytes -= event.size
         self.retained_events -= 1
         self.trimmed[cause] += 1
+        if not log.events:
+            self._holding.pop(log.session_id, None)
 
     def _enforce_session(self, log: SessionLog, now_ms: int) -> int:
         limits = self.limits
@@ -355,22 +463,40 @@ class SessionTable:
             self._drop(log, TrimCause.AGE)
         return before - len(log.events)
 
-    def _enforce_budget(self) -> None:
-        if self.retained_bytes <= self.limits.memory_budget_bytes:
-            return
-        logs = iter(list(self._logs.values()))
-        log = next(logs, None)
-        while self.retained_bytes > self.limits.memory_budget_bytes and log is not None:
-            if log.events:
-                self._drop(log, TrimCause.BUDGET)
-            else:
-                log = next(logs, None)
+    def _enforce_budget(self, keep: str | None = None) -> None:
+        """Within the memory budget: the oldest events of the least recently appended
+        sessions go first; if that is not enough, the idlest sessions are forgotten
+        whole (metadata outlives events, so this is the last resort); and last, the
+        oldest events of `keep`, the session just appended to, which is never forgotten."""
+        budget = self.limits.memory_budget_bytes
+        ledger = self.ledger
+        holding = self._holding
+        while ledger.cost > budget:
+            log = next(iter(holding.values()), None)
+            if log is None or log.session_id == keep:
+                break
+            self._drop(log, TrimCause.BUDGET)
+        while ledger.cost > budget:
+            idlest = next((sid for sid in self._logs if sid != keep), None)
+            if idlest is None:
+                break
+            self.delete(idlest)
+            self.evicted.append(idlest)
+            self.sessions_evicted += 1
+        kept = holding.get(keep) if keep is not None else None
+        while ledger.cost > budget and kept is not None and kept.events:
+            self._drop(kept, TrimCause.BUDGET)
 
-    def _forget_events(self, log: SessionLog) -> None:
+    def _forget(self, log: SessionLog) -> None:
+        """Let go of a log: its events and everything it cost."""
         self.retained_bytes -= log.retained_bytes
         self.retained_events -= len(log.events)
+        for event in log.events:
+            event._log = None
         log.events.clear()
         log.retained_bytes = 0
+        log.charge(-log.cost)
+        self._holding.pop(log.session_id, None)
 
     def trim(self, session_id: str, now_ms: int) -> int | None:
         """Apply retention now; None for an unknown session."""
@@ -388,6 +514,8 @@ class SessionTable:
             if log.last_append_ms <= idle_horizon:
                 self.delete(log.session_id)
                 forgotten.append(log.session_id)
+        # Readers' msgpack copies are charged as they are made: settle them here too.
+        self._enforce_budget()
         return forgotten
 
     def delete(self, session_id: str) -> bool:
@@ -395,7 +523,7 @@ class SessionTable:
         self._meta.pop(session_id, None)
         if log is None:
             return False
-        self._forget_events(log)
+        self._forget(log)
         return True
 
 

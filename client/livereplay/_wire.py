@@ -61,16 +61,61 @@ batch_decoder: Final = msgspec.json.Decoder(BatchIn)
 _any_json: Final = msgspec.json.Decoder()
 
 
-def encode_event(record: EventRecord) -> bytes:
-    return json_encoder.encode(record)
+def encode_record(
+    session_id: str,
+    incarnation: str,
+    turn_id: str | None,
+    revision: int,
+    position: int,
+    ts_ms: int,
+    payload: bytes | msgspec.Raw,
+) -> bytes:
+    """An event as readers receive it (the fields of `EventRecord`, in order), built
+    around the payload's bytes as they came, never re-encoded.
+
+    Session ids and incarnations are of characters JSON never escapes, so only the turn
+    id needs the encoder. The result is allocated to its exact size: msgspec's own
+    buffers keep room to spare, which a retained event would pay for.
+    """
+    sid, inc = session_id.encode(), incarnation.encode()
+    turn = b"null" if turn_id is None else json_encoder.encode(turn_id)
+    rev, pos = str(revision).encode(), str(position).encode()
+    return b"".join(
+        (
+            b'{"session_id":"',
+            sid,
+            b'","replay_incarnation_id":"',
+            inc,
+            b'","turn_id":',
+            turn,
+            b',"revision":',
+            rev,
+            b',"position":',
+            pos,
+            b',"cursor":"lashsc2:',
+            inc,
+            b":",
+            rev,
+            b":",
+            pos,
+            b":",
+            sid,
+            b'","ts":',
+            str(ts_ms).encode(),
+            b',"payload":',
+            payload,
+            b"}",
+        )
+    )
 
 
 def event_json_to_msgpack(data: bytes) -> bytes:
     """The msgpack form of a stored JSON event, made once per event on first demand.
 
     Payloads are I-JSON (checked at append), so every value has an exact msgpack form.
+    It is copied to its exact size: msgspec's buffer keeps room to spare.
     """
-    return msgpack_encoder.encode(_any_json.decode(data))
+    return bytes(memoryview(msgpack_encoder.encode(_any_json.decode(data))))
 
 
 _JSON_EVENTS_HEAD: Final = b'{"type":"events","events":['

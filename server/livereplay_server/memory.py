@@ -53,7 +53,14 @@ class MemoryStore:
         result = self.table.append(session_id, incarnation, events, now_ms(), restore_to=restore_to)
         if result.accepted or result.took_over:
             self.changes.notify(session_id)
+        self._tell_evicted()
         return result
+
+    def _tell_evicted(self) -> None:
+        """Readers of sessions the budget forgot get `session_deleted` on their next read."""
+        evicted = self.table.evicted
+        while evicted:
+            self.changes.notify(evicted.pop())
 
     async def snapshot(self, session_id: str, after: int, limit: int, max_bytes: int) -> Snapshot:
         # Age is enforced on read too, so an expired event is never served.
@@ -97,9 +104,17 @@ class MemoryStore:
     def stats(self) -> StoreStats:
         table = self.table
         trimmed = {cause.value: n for cause, n in table.trimmed.items()}
-        return StoreStats(len(table), table.retained_events, table.retained_bytes, trimmed)
+        return StoreStats(
+            len(table),
+            table.retained_events,
+            table.retained_bytes,
+            trimmed,
+            held_bytes=table.cost,
+            sessions_evicted=table.sessions_evicted,
+        )
 
     def sweep(self) -> None:
         """Age out events and forget idle sessions; readers of a forgotten one get a gap."""
         for session_id in self.table.expire(now_ms()):
             self.changes.notify(session_id)
+        self._tell_evicted()

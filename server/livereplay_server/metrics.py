@@ -19,6 +19,8 @@ class StoreStats:
     retained_events: int
     retained_bytes: int
     trimmed: dict[str, int] = field(default_factory=dict)  # by cause, since start
+    held_bytes: int | None = None  # what the sessions hold in memory (the budget's measure)
+    sessions_evicted: int = 0  # sessions forgotten whole to keep to the budget
 
 
 class _StoreCollector(Collector):
@@ -40,6 +42,18 @@ class _StoreCollector(Collector):
             "Bytes retained in all sessions",
             value=stats.retained_bytes,
         )
+        if stats.held_bytes is not None:
+            yield GaugeMetricFamily(
+                "livereplay_memory_held_bytes",
+                "Bytes the sessions hold in memory (events, msgpack copies, metadata): "
+                "what --memory-budget-bytes bounds",
+                value=stats.held_bytes,
+            )
+            yield CounterMetricFamily(
+                "livereplay_sessions_evicted",
+                "Sessions forgotten whole to keep to the memory budget",
+                value=stats.sessions_evicted,
+            )
         trimmed = CounterMetricFamily(
             "livereplay_events_trimmed", "Events dropped by retention, by cause", labels=["cause"]
         )

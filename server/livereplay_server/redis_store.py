@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livereplay import AppendRefused, AppendResult, Cursor, Head, Limits, Snapshot, StoredEvent
 from livereplay._log import MAX_HOLES, MAX_SUPERSEDED, SessionTable, new_incarnation
-from livereplay._wire import U64_MAX, EventIn, EventRecord, encode_event
+from livereplay._wire import U64_MAX, EventIn, encode_record
 
 from .clock import now_ms
 from .logs import get_logger
@@ -516,18 +516,10 @@ class RedisStore:
             self._instance_value,
         ]
         for position, event in staged:
-            cursor = Cursor(incarnation, event.revision, position, session_id)
-            record = EventRecord(
-                session_id,
-                incarnation,
-                event.turn_id,
-                event.revision,
-                position,
-                str(cursor),
-                now,
-                event.payload,
+            data = encode_record(
+                session_id, incarnation, event.turn_id, event.revision, position, now, event.payload
             )
-            args += [str(position), str(event.revision), encode_event(record)]
+            args += [str(position), str(event.revision), data]
         keys = [*self._keys(session_id), self._instance_key]
         if not staged:
             reply: list[Any] = await self._eval(APPEND, keys, args)

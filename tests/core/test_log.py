@@ -15,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livereplay import AppendRefused, Cursor, Limits, SessionTable, valid_incarnation
-from livereplay._log import TrimCause
+from livereplay._log import (
+    EVENT_COST,
+    HOLE_COST,
+    MAX_HOLES,
+    MAX_SUPERSEDED,
+    PACKED_COST,
+    SESSION_COST,
+    SUPERSEDED_COST,
+    TrimCause,
+)
 from livereplay._wire import (
     BatchIn,
     EventIn,
@@ -271,7 +280,7 @@ def test_delete_forgets_superseded_incarnations() -> None:
     table.append("s", A, evs([1, 2]), now_ms=0)
     table.append("s", B, evs([1]), now_ms=0)
     assert table.delete("s") is True
-    assert "s" not in table and table.get("s") is None
+    assert table.get("s") is None
     result = table.append("s", A, evs([7]), now_ms=0)
     assert result.created and result.accepted == 1
     assert retained(table, "s") == [7]
@@ -374,7 +383,7 @@ def test_invalid_batches_are_refused_whole(
     # Nor does a refused batch create a session.
     with pytest.raises(AppendRefused):
         table.append("new", incarnation, events, now_ms=10)
-    assert "new" not in table
+    assert table.get("new") is None
 
 
 def test_u64_max_is_a_valid_position_and_revision() -> None:
@@ -396,7 +405,7 @@ def test_an_event_too_large_refuses_the_batch_and_writes_nothing() -> None:
     assert state(table) == before
     with pytest.raises(AppendRefused):
         table.append("new", None, [ev(payload=big * 3)], now_ms=0)
-    assert "new" not in table
+    assert table.get("new") is None
     # Exactly the limit is fine.
     assert table.append("s", A, [ev(3, payload=payload)], now_ms=0).accepted == 1
 
@@ -407,7 +416,7 @@ def test_an_empty_batch_does_nothing() -> None:
         result = table.append("new", inc, [], now_ms=0)
         assert (result.accepted, result.duplicates, result.cursors) == (0, 0, [])
         assert result.tail_cursor is None and not result.created
-        assert "new" not in table and len(table) == 0
+        assert table.get("new") is None and len(table) == 0
     table.append("s", A, evs([1, 2]), now_ms=0)
     before = state(table)
     for inc in (A, B, None):
@@ -490,12 +499,19 @@ def test_trimming_never_changes_the_tail() -> None:
     assert table.append("s", A, evs([3]), now_ms=1000).accepted == 1
 
 
+def held(sessions: int, events: int, one: int) -> int:
+    """What `sessions` one-letter sessions of incarnation A holding `events` events of
+    `one` encoded bytes each cost the budget."""
+    return sessions * (SESSION_COST + 1 + len(A)) + events * (EVENT_COST + one)
+
+
 def test_the_budget_trims_the_least_recently_appended_sessions_first() -> None:
     one = encoded_size("a", A, 1, 1, 0, b'"x"')  # one-letter ids, single digits: equal sizes
-    table = new_table(memory_budget_bytes=6 * one)
+    budget = held(3, 6, one)
+    table = new_table(memory_budget_bytes=budget)
     for sid in "abc":
         table.append(sid, A, evs([1, 2]), now_ms=0)
-    assert table.retained_bytes == 6 * one
+    assert table.retained_bytes == 6 * one and table.cost == budget
     table.append("c", A, evs([3]), now_ms=0)  # one over: a's oldest goes
     assert (retained(table, "a"), retained(table, "b"), retained(table, "c")) == (
         [2],
@@ -509,7 +525,7 @@ def test_the_budget_trims_the_least_recently_appended_sessions_first() -> None:
         [1, 2, 3],
     )
     table.append("b", A, evs([3, 4, 5, 6]), now_ms=0)  # all of c, then a's oldest
-    assert table.retained_bytes == 6 * one
+    assert table.retained_bytes == 6 * one and table.cost == budget
     assert table.trimmed[TrimCause.BUDGET] == 6
     assert (retained(table, "c"), retained(table, "a"), retained(table, "b")) == (
         [],
@@ -523,7 +539,7 @@ def test_the_budget_trims_the_least_recently_appended_sessions_first() -> None:
 
 def test_duplicates_do_not_make_a_session_recent_for_the_budget() -> None:
     one = encoded_size("a", A, 1, 1, 0, b'"x"')
-    table = new_table(memory_budget_bytes=4 * one)
+    table = new_table(memory_budget_bytes=held(2, 4, one))
     table.append("a", A, evs([1, 2]), now_ms=0)
     table.append("b", A, evs([1, 2]), now_ms=0)
     table.append("a", A, evs([1, 2]), now_ms=0)  # only duplicates
@@ -534,11 +550,66 @@ def test_duplicates_do_not_make_a_session_recent_for_the_budget() -> None:
 
 def test_the_budget_may_trim_the_session_just_appended() -> None:
     one = encoded_size("a", A, 1, 1, 0, b'"x"')
-    table = new_table(memory_budget_bytes=2 * one)
+    table = new_table(memory_budget_bytes=held(1, 2, one))
     table.append("a", A, evs([1, 2, 3]), now_ms=0)
     assert retained(table, "a") == [2, 3]
     log = table.get("a")
     assert log is not None and log.tail == 3
+
+
+def test_msgpack_copies_count_against_the_budget_once_made() -> None:
+    one = encoded_size("a", A, 1, 1, 0, b'"x"')
+    table = new_table(memory_budget_bytes=held(1, 3, one))
+    table.append("a", A, evs([1, 2, 3]), now_ms=0)
+    before = table.cost
+    log = table.get("a")
+    assert log is not None
+    packed = [e.packed for e in log.events]  # a msgpack reader read them all
+    assert table.cost == before + sum(PACKED_COST + len(p) for p in packed)
+    assert [e.packed for e in log.events] == packed and table.cost > before  # made once
+    table.expire(now_ms=1)  # the sweep settles the budget: the oldest go
+    assert table.cost <= held(1, 3, one) and retained(table, "a") == [2, 3]
+
+
+def test_superseded_incarnations_and_holes_count_and_are_bounded() -> None:
+    table = new_table()
+    table.append("s", "w-00", evs([1]), now_ms=0)
+    base = table.cost
+    for i in range(1, 100):
+        table.append("s", f"w-{i:02d}", evs([1]), now_ms=0)
+    assert table.cost == base + MAX_SUPERSEDED * SUPERSEDED_COST  # 64 remembered
+    with pytest.raises(AppendRefused):
+        table.append("s", "w-98", evs([2]), now_ms=0)
+    with_holes = table.cost
+    table.append("s", "w-99", evs(range(3, 600, 2)), now_ms=0)  # a hole before each
+    log = table.get("s")
+    assert log is not None and len(log.holes) == MAX_HOLES
+    events = len(log.events) - 1
+    assert table.cost == with_holes + MAX_HOLES * HOLE_COST + events * EVENT_COST + sum(
+        e.size for e in list(log.events)[1:]
+    )
+    assert table.delete("s") and table.cost == 0
+
+
+def test_sessions_alone_over_the_budget_forget_the_idlest_never_the_one_appended() -> None:
+    one = encoded_size("a", A, 1, 1, 0, b'"x"')
+    table = new_table(memory_budget_bytes=held(2, 1, one))
+    table.append("a", A, evs([1]), now_ms=0)
+    table.append("b", A, evs([1]), now_ms=0)  # a's event goes for the budget
+    assert retained(table, "a") == [] and table.evicted == []
+    table.append("c", A, evs([1]), now_ms=0)  # b's event, then a itself
+    assert table.evicted == ["a"] and table.sessions_evicted == 1
+    assert table.get("a") is None and retained(table, "c") == [1]
+    assert table.cost <= held(2, 1, one)
+
+
+def test_what_is_let_go_costs_nothing_any_more() -> None:
+    table = new_table(max_events_per_session=2)
+    table.append("a", A, evs([1, 2, 3, 4]), now_ms=0)
+    table.append("a", B, evs([1, 2]), now_ms=0)  # a takeover
+    table.append("b", A, evs([5, 7]), now_ms=0)
+    table.expire(now_ms=10**12)  # idle: forgotten
+    assert len(table) == 0 and table.cost == 0
 
 
 def test_expire_forgets_idle_sessions_and_ages_the_rest() -> None:
@@ -547,11 +618,11 @@ def test_expire_forgets_idle_sessions_and_ages_the_rest() -> None:
     table.append("new", A, evs([1]), now_ms=500)
     table.append("new", A, evs([2]), now_ms=900)
     assert table.expire(now_ms=999) == []
-    assert "old" in table
+    assert table.get("old") is not None
     assert retained(table, "old") == []  # aged out, metadata kept
     assert retained(table, "new") == [2]
     assert table.expire(now_ms=1000) == ["old"]
-    assert "old" not in table and "new" in table
+    assert table.get("old") is None and table.get("new") is not None
     assert table.expire(now_ms=1900) == ["new"]
     assert len(table) == 0 and table.retained_bytes == 0 and table.retained_events == 0
 

@@ -31,18 +31,28 @@ from hypothesis.stateful import (
 )
 
 from livereplay import AppendRefused, Cursor, Limits, SessionTable, Snapshot, Subscription
+from livereplay._log import (
+    EVENT_COST,
+    HOLE_COST,
+    MAX_HOLES,
+    MAX_SUPERSEDED,
+    SESSION_COST,
+    SUPERSEDED_COST,
+)
 from livereplay._rules import CaughtUp, Events, Gap, Hello, MustWait, Output, read_page
 from livereplay._wire import EventIn
 
 U64_MAX = 2**64 - 1
-SESSIONS = ["a", "b"]
+SESSIONS = ["a", "b", "c"]
 MAX_EVENTS = 6
 MAX_BYTES = 900
 MAX_AGE = 400
-BUDGET = 1500
 IDLE_TTL = 3000
 MAX_EVENT = 350
 RESTORE_WAIT = 500
+# Room for two sessions' own cost (with superseded incarnations and a few holes) and
+# about three events: a third session is over it, and sessions are forgotten.
+BUDGET = 2 * (SESSION_COST + 1 + 32 + 8 * SUPERSEDED_COST + 2 * HOLE_COST) + 3 * (EVENT_COST + 300)
 LIMITS = Limits(
     max_events_per_session=MAX_EVENTS,
     max_bytes_per_session=MAX_BYTES,
@@ -122,6 +132,25 @@ class RefSession:
         if cursor.incarnation != self.incarnation or cursor.position <= self.tail:
             return False
         return in_grace or (cursor.position <= self.restoring_to and now < self.restore_until)
+
+    def holes(self) -> list[tuple[int, int]]:
+        """The skipped runs a session still answers for: those ending no more than one
+        below the oldest retained event (the tail + 1 when none is), the last 256."""
+        oldest = self.retained[0] if self.retained else self.tail + 1
+        runs: list[tuple[int, int]] = []
+        previous = None
+        for p in sorted(self.accepted):
+            if previous is not None and p > previous + 1:
+                runs.append((previous + 1, p - 1))
+            previous = p
+        return [r for r in runs if r[1] + 1 >= oldest][-MAX_HOLES:]
+
+    def cost(self, superseded: int) -> int:
+        """Section 3's budget: every byte the session holds (events, metadata)."""
+        events = sum(EVENT_COST + self.accepted[p].size for p in self.retained)
+        remembered = min(superseded, MAX_SUPERSEDED) * SUPERSEDED_COST
+        base = SESSION_COST + len(self.sid) + len(self.incarnation) + remembered
+        return base + events + HOLE_COST * len(self.holes())
 
     def is_hole(self, position: int) -> bool:
         return self.floor < position < self.tail and position not in self.accepted
@@ -207,9 +236,13 @@ class Reference:
         # Every event ever accepted, by (session, incarnation, position): incarnation
         # names are never reused in this test, so this is what a reader may receive.
         self.ever: dict[tuple[str, str, int], RefEvent] = {}
+        self.evicted: list[str] = []
 
     def total_bytes(self) -> int:
         return sum(s.accepted[p].size for s in self.sessions.values() for p in s.retained)
+
+    def total_cost(self) -> int:
+        return sum(s.cost(len(self.superseded.get(sid, []))) for sid, s in self.sessions.items())
 
     def append(
         self,
@@ -270,7 +303,7 @@ class Reference:
                 self.recency.remove(sid)
             self.recency.append(sid)
             session.enforce(now)
-            self.enforce_budget()
+            self.enforce_budget(keep=sid)
         if restore_to is not None and session.tail < restore_to:
             session.restoring_to = max(session.restoring_to, restore_to)
             session.restore_until = now + RESTORE_WAIT
@@ -278,10 +311,25 @@ class Reference:
             session.restoring_to = session.restore_until = 0
         return RefResult(len(new), len(items) - len(new), cursors, session.tail_cursor, holes)
 
-    def enforce_budget(self) -> None:
-        while self.total_bytes() > BUDGET:
-            victim = next(self.sessions[s] for s in self.recency if self.sessions[s].retained)
-            victim.retained.pop(0)
+    def enforce_budget(self, keep: str | None = None) -> None:
+        """The oldest events of the idlest sessions first, then the idlest sessions whole,
+        then the oldest events of the session just appended to (never forgotten)."""
+        while self.total_cost() > BUDGET:
+            idle = [s for s in self.recency if s != keep and self.sessions[s].retained]
+            if idle:
+                self.sessions[idle[0]].retained.pop(0)
+                event("budget: an idle session's oldest event")
+                continue
+            others = [s for s in self.recency if s != keep]
+            if others:
+                self.evicted.append(others[0])
+                self.delete(others[0])
+                event("budget: an idle session forgotten")
+                continue
+            if keep is None or not self.sessions[keep].retained:
+                return
+            self.sessions[keep].retained.pop(0)
+            event("budget: the appended session's oldest event")
 
     def trim(self, sid: str, now: int) -> None:
         if sid in self.sessions:
@@ -300,6 +348,7 @@ class Reference:
             if self.sessions[sid].last_append <= now - IDLE_TTL:
                 self.delete(sid)
                 gone.append(sid)
+        self.enforce_budget()
         return gone
 
 
@@ -802,7 +851,8 @@ class LogAndReaders(RuleBasedStateMachine):
             assert len(log.events) <= MAX_EVENTS and log.retained_bytes <= MAX_BYTES
         assert self.table.retained_bytes == sum(log.retained_bytes for log in logs)
         assert self.table.retained_events == sum(len(log.events) for log in logs)
-        assert self.table.retained_bytes <= BUDGET
+        assert self.table.cost == self.ref.total_cost() <= BUDGET
+        assert self.table.evicted == self.ref.evicted
 
 
 LogAndReaders.TestCase.settings = settings(max_examples=500, stateful_step_count=60, deadline=None)

@@ -9,9 +9,10 @@ from typing import Any
 import msgspec
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from livereplay._ijson import MAX_DEPTH, NotIJson, check_json, encode_payload
-from livereplay._wire import event_json_to_msgpack
+from livereplay._wire import EventRecord, encode_record, event_json_to_msgpack
 from tests.fuzz.strategies import json_values
 
 I64_MIN, U64_MAX = -(2**63), 2**64 - 1
@@ -111,3 +112,21 @@ def test_json_text_given_as_raw_is_checked_as_it_is() -> None:
     assert encode_payload(msgspec.Raw(b' {"a": null} ')) == b' {"a": null} '
     with pytest.raises(NotIJson):
         encode_payload(msgspec.Raw(b"1e400"))
+
+
+@given(
+    st.text("abcXYZ019._~:@+-", min_size=1, max_size=20),
+    st.text("abcXYZ019_-", min_size=1, max_size=64),
+    st.none() | st.text(max_size=20),
+    st.integers(0, U64_MAX),
+    st.integers(1, U64_MAX),
+    st.integers(0, 2**63 - 1),
+    json_values,
+)
+def test_a_record_built_around_its_payload_is_what_the_encoder_would_write(
+    sid: str, inc: str, turn: str | None, rev: int, pos: int, ts: int, payload: Any
+) -> None:
+    raw = msgspec.json.encode(payload)
+    cursor = f"lashsc2:{inc}:{rev}:{pos}:{sid}"
+    record = EventRecord(sid, inc, turn, rev, pos, cursor, ts, msgspec.Raw(raw))
+    assert encode_record(sid, inc, turn, rev, pos, ts, raw) == msgspec.json.encode(record)
