@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import Final
 
 from ._cursor import Cursor, valid_incarnation
-from ._wire import U64_MAX, EventIn, encode_record, event_json_to_msgpack
+from ._wire import U64_MAX, EventIn, RecordEncoder, event_json_to_msgpack
 
 MiB: Final = 1024 * 1024
 # How many superseded incarnations a session remembers (to refuse their appends).
@@ -340,6 +340,7 @@ class SessionTable:
         target_incarnation = incarnation or (log.incarnation if log else new_incarnation())
         tail = 0 if fresh or log is None else log.tail
 
+        records = RecordEncoder(session_id, target_incarnation, now_ms)
         staged: list[StoredEvent | None] = []  # None marks a duplicate
         cursors: list[Cursor] = []
         for item in events:
@@ -350,15 +351,7 @@ class SessionTable:
             if position <= tail:
                 staged.append(None)
                 continue
-            data = encode_record(
-                session_id,
-                target_incarnation,
-                item.turn_id,
-                item.revision,
-                position,
-                now_ms,
-                item.payload,
-            )
+            data = records.encode(item.turn_id, item.revision, position, item.payload)
             stored = StoredEvent(position, item.revision, now_ms, data)
             if stored.size > self.limits.max_event_bytes:
                 raise AppendRefused(

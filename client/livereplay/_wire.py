@@ -61,6 +61,52 @@ batch_decoder: Final = msgspec.json.Decoder(BatchIn)
 _any_json: Final = msgspec.json.Decoder()
 
 
+class RecordEncoder:
+    """Events as readers receive them (the fields of `EventRecord`, in order), for one
+    batch: built around each payload's bytes as they came, never re-encoding them.
+
+    What every event of the batch shares is joined once. Session ids and incarnations
+    are of characters JSON never escapes, so only a turn id needs the encoder. Each
+    record is allocated to its exact size: msgspec's own buffers keep room to spare,
+    which a retained event would pay for.
+    """
+
+    __slots__ = ("_cursor", "_head", "_tail")
+
+    def __init__(self, session_id: str, incarnation: str, ts_ms: int) -> None:
+        sid, inc = session_id.encode(), incarnation.encode()
+        self._head = b'{"session_id":"' + sid + b'","replay_incarnation_id":"' + inc
+        self._cursor = b',"cursor":"lashsc2:' + inc + b":"
+        self._tail = b":" + sid + b'","ts":' + str(ts_ms).encode() + b',"payload":'
+
+    def encode(
+        self, turn_id: str | None, revision: int, position: int, payload: bytes | msgspec.Raw
+    ) -> bytes:
+        turn = b'","turn_id":null' if turn_id is None else _turn(turn_id)
+        rev, pos = str(revision).encode(), str(position).encode()
+        return b"".join(
+            (
+                self._head,
+                turn,
+                b',"revision":',
+                rev,
+                b',"position":',
+                pos,
+                self._cursor,
+                rev,
+                b":",
+                pos,
+                self._tail,
+                payload,
+                b"}",
+            )
+        )
+
+
+def _turn(turn_id: str) -> bytes:
+    return b'","turn_id":' + json_encoder.encode(turn_id)
+
+
 def encode_record(
     session_id: str,
     incarnation: str,
@@ -70,42 +116,9 @@ def encode_record(
     ts_ms: int,
     payload: bytes | msgspec.Raw,
 ) -> bytes:
-    """An event as readers receive it (the fields of `EventRecord`, in order), built
-    around the payload's bytes as they came, never re-encoded.
-
-    Session ids and incarnations are of characters JSON never escapes, so only the turn
-    id needs the encoder. The result is allocated to its exact size: msgspec's own
-    buffers keep room to spare, which a retained event would pay for.
-    """
-    sid, inc = session_id.encode(), incarnation.encode()
-    turn = b"null" if turn_id is None else json_encoder.encode(turn_id)
-    rev, pos = str(revision).encode(), str(position).encode()
-    return b"".join(
-        (
-            b'{"session_id":"',
-            sid,
-            b'","replay_incarnation_id":"',
-            inc,
-            b'","turn_id":',
-            turn,
-            b',"revision":',
-            rev,
-            b',"position":',
-            pos,
-            b',"cursor":"lashsc2:',
-            inc,
-            b":",
-            rev,
-            b":",
-            pos,
-            b":",
-            sid,
-            b'","ts":',
-            str(ts_ms).encode(),
-            b',"payload":',
-            payload,
-            b"}",
-        )
+    """One event's record (see `RecordEncoder`, for a whole batch)."""
+    return RecordEncoder(session_id, incarnation, ts_ms).encode(
+        turn_id, revision, position, payload
     )
 
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import http, inspector, openapi
+from . import freed, http, inspector, openapi
 from .config import Settings
 from .guard import RequestGuard
 from .http import ApiError, error_response
@@ -113,3 +113,4 @@ async def _sweep_forever(store: Store) -> None:
             store.sweep()
         except Exception:
             log.exception("sweep_failed")
+        freed.release()

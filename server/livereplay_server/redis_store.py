@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livereplay import AppendRefused, AppendResult, Cursor, Head, Limits, Snapshot, StoredEvent
 from livereplay._log import MAX_HOLES, MAX_SUPERSEDED, SessionTable, new_incarnation
-from livereplay._wire import U64_MAX, EventIn, encode_record
+from livereplay._wire import U64_MAX, EventIn, RecordEncoder
 
 from .clock import now_ms
 from .logs import get_logger
@@ -515,10 +515,9 @@ class RedisStore:
             now + limits.restore_wait_ms,
             self._instance_value,
         ]
+        records = RecordEncoder(session_id, incarnation, now)
         for position, event in staged:
-            data = encode_record(
-                session_id, incarnation, event.turn_id, event.revision, position, now, event.payload
-            )
+            data = records.encode(event.turn_id, event.revision, position, event.payload)
             args += [str(position), str(event.revision), data]
         keys = [*self._keys(session_id), self._instance_key]
         if not staged:

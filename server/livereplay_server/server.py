@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 
 import uvicorn
@@ -43,33 +41,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-# glibc's mallopt parameter for the size from which allocations get their own mapping.
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def return_large_frees_to_the_os() -> bool:
-    """Give large allocations (frames, write buffers) their own mappings, always.
-
-    glibc raises its mmap threshold each time a large block is freed, so after a burst
-    of big frames (readers cut off with megabytes buffered, a large backlog) later ones
-    come from the heap, which keeps their pages when they are freed: the process stays
-    at its peak. A fixed threshold returns each of them to the system when freed, so
-    the daemon's memory comes back down. A no-op where libc is not glibc.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-
-
 def serve(settings: Settings) -> int:
     logs.configure(settings.log_format, settings.log_level)
-    return_large_frees_to_the_os()
     server = uvicorn.Server(uvicorn_config(settings))
     # Objects made at start-up live forever; keep them out of every GC pass.
     gc.freeze()

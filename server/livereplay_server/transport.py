@@ -22,6 +22,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import freed
+
 # A closing connection whose peer takes no bytes (or sends none, while lingering) for
 # this long is aborted.
 STALL_S = 2.0
@@ -98,6 +100,7 @@ class BoundedTransport(asyncio.Transport):
         self._closing = True
         self._cancel()
         self.inner.abort()
+        freed.note_dropped()
 
     def lost(self) -> None:
         """The connection is gone: no timer outlives it, and a later close does nothing."""
