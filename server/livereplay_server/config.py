@@ -12,7 +12,7 @@ from typing import Any
 
 from livereplay import Limits
 
-from .origins import host_error, origin_error
+from .origins import host_error, is_loopback_name, origin_error
 
 MiB = 1024 * 1024
 
@@ -181,15 +181,6 @@ class Settings:
         )
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _parse_bool(text: str) -> bool:
     value = text.strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -317,7 +308,7 @@ def validate(settings: Settings) -> None:
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
     # A reader key alone guards reads only: appends, trim, delete and ingest stay open.
-    if not (is_loopback(settings.host) or settings.writer_token or settings.insecure):
+    if not (is_loopback_name(settings.host) or settings.writer_token or settings.insecure):
         raise ValueError(
             f"refusing to listen on {settings.host} with no --writer-token: anyone who can "
             "reach it could write, trim and delete every session"
