@@ -150,7 +150,7 @@ def check(head: Head, cursor: Cursor, snapshot: Snapshot, *, reading: bool) -> G
     )
 
 
-def _contiguous(events: list[StoredEvent], after: int) -> list[StoredEvent]:
+def contiguous(events: list[StoredEvent], after: int) -> list[StoredEvent]:
     """The events at `after + 1`, `after + 2`, ...: a page stops before a hole, so the
     next read reports it as a gap instead of skipping it."""
     page: list[StoredEvent] = []
@@ -217,6 +217,11 @@ class Subscription:
             return self.cursor.position
         return U64_MAX if self._word == "latest" else 0
 
+    def resume_after(self, cursor: Cursor) -> None:
+        """Everything up to `cursor` was sent another way (a live group's shared frames):
+        read on after it."""
+        self.cursor = cursor
+
     def in_grace(self, now_ms: int) -> bool:
         return now_ms < self.grace_until_ms
 
@@ -255,7 +260,7 @@ class Subscription:
             self._mark_caught_up(out)
             return out
         self._reading = True
-        page = _contiguous(snapshot.events, self.cursor.position)
+        page = contiguous(snapshot.events, self.cursor.position)
         if page:
             out.append(Events(page))
             last = page[-1]
@@ -328,7 +333,7 @@ def read_page(
     if gap is not None:
         assert gap.latest_cursor is not None
         return [], gap, gap.latest_cursor, True
-    page = _contiguous(snapshot.events, cursor.position)
+    page = contiguous(snapshot.events, cursor.position)
     if page:
         last = page[-1]
         cursor = Cursor(head.incarnation, last.revision, last.position, session_id)

@@ -62,11 +62,20 @@ class Settings:
         default=1 * MiB, metadata={"help": "bytes per `events` frame (one larger event still goes)"}
     )
     live_coalesce_ms: float = field(
-        default=5.0,
+        default=20.0,
         metadata={
-            "help": "a reader that sent a frame less than this ago waits out the rest before the "
-            "next, so a steady stream goes in fewer, larger frames; 0 sends every change at once",
+            "help": "the longest a live change waits to be sent: a flush to the readers at the "
+            "live edge waits as long as the previous one took, at most this, so a busy session "
+            "goes in fewer, larger frames (an isolated change goes at once); 0 sends every "
+            "change at once",
             "metavar": "MS",
+        },
+    )
+    live_buffer_bytes: int = field(
+        default=1 * MiB,
+        metadata={
+            "help": "a live reader with more than this queued is slow: it leaves the shared "
+            "frames and is served on its own, at its pace (or cut off after --send-timeout-s)"
         },
     )
     ws_per_message_deflate: bool = field(
@@ -288,6 +297,7 @@ def validate(settings: Settings) -> None:
         "send_timeout_s",
         "max_frame_events",
         "max_frame_bytes",
+        "live_buffer_bytes",
     ]
     for name in positive:
         if getattr(settings, name) <= 0:

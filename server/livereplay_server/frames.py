@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from websockets.frames import Frame, Opcode
+
 from livereplay import Cursor, Gap, StoredEvent
 from livereplay._wire import (
     json_encoder,
@@ -20,7 +22,6 @@ from livereplay._wire import (
 
 JSON_SUBPROTOCOL: Final = "livereplay.v1.json"
 MSGPACK_SUBPROTOCOL: Final = "livereplay.v1.msgpack"
-SUBPROTOCOLS: Final = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
 
 
 def _text(cursor: Cursor | None) -> str | None:
@@ -71,12 +72,28 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """How one connection's frames are encoded, and whether they go as text."""
+    """How one connection's frames are encoded, and whether they go as text.
 
+    `name` is the same for every connection whose frames are the same bytes, so a
+    live frame is built once per name (broadcast.py).
+    """
+
+    name: str
     subprotocol: str | None
     text: bool
     encode: Callable[[Any], bytes]
     events: Callable[[list[StoredEvent]], bytes]
+
+    def websocket_frame(self, payload: bytes) -> bytes:
+        """The whole WebSocket frame of a payload, as a server sends it (unmasked)."""
+        opcode = Opcode.TEXT if self.text else Opcode.BINARY
+        return Frame(opcode, payload).serialize(mask=False)
+
+    def events_wire(self, events: list[StoredEvent]) -> bytes:
+        return self.websocket_frame(self.events(events))
+
+    def wire(self, frame: dict[str, Any]) -> bytes:
+        return self.websocket_frame(self.encode(frame))
 
 
 def _json_events(events: list[StoredEvent]) -> bytes:
@@ -87,11 +104,24 @@ def _msgpack_events(events: list[StoredEvent]) -> bytes:
     return msgpack_events_frame([e.packed for e in events])
 
 
+JSON: Final = Codec("json", JSON_SUBPROTOCOL, True, json_encoder.encode, _json_events)
+MSGPACK: Final = Codec(
+    "msgpack", MSGPACK_SUBPROTOCOL, False, msgpack_encoder.encode, _msgpack_events
+)
+# A client that offers no subprotocol we speak gets JSON, and no subprotocol.
+PLAIN_JSON: Final = Codec("json", None, True, json_encoder.encode, _json_events)
+_BY_NAME: Final = {c.name: c for c in (JSON, MSGPACK)}
+
+
+def codec(name: str) -> Codec:
+    return _BY_NAME[name]
+
+
 def choose_codec(offered: list[str]) -> Codec:
     """The first subprotocol the client offers that we speak; JSON without one otherwise."""
     for name in offered:
         if name == MSGPACK_SUBPROTOCOL:
-            return Codec(name, False, msgpack_encoder.encode, _msgpack_events)
+            return MSGPACK
         if name == JSON_SUBPROTOCOL:
-            return Codec(name, True, json_encoder.encode, _json_events)
-    return Codec(None, True, json_encoder.encode, _json_events)
+            return JSON
+    return PLAIN_JSON

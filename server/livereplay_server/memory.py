@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from livereplay import AppendResult, Limits, SessionLog, SessionTable, Snapshot
-from livereplay._rules import Head
+from livereplay import AppendResult, Cursor, Limits, SessionLog, SessionTable, Snapshot, StoredEvent
+from livereplay._rules import Head, contiguous
 from livereplay._wire import EventIn
 
 from .clock import now_ms
@@ -23,6 +23,32 @@ def session_info(log: SessionLog) -> SessionInfo:
         len(log.events),
         log.retained_bytes,
     )
+
+
+class LogSource:
+    """A session's log as the live fan-out reads it (fanout.LiveSource)."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: SessionLog) -> None:
+        self._log = log
+
+    @property
+    def incarnation(self) -> str:
+        return self._log.incarnation
+
+    @property
+    def tail(self) -> int:
+        return self._log.tail
+
+    @property
+    def head(self) -> Cursor:
+        return self._log.tail_cursor
+
+    def page_after(self, position: int, limit: int, max_bytes: int) -> list[StoredEvent] | None:
+        # A page stops before a hole: the reader's own path tells it as a gap.
+        page = contiguous(self._log.after(position, limit, max_bytes), position)
+        return page or None
 
 
 class MemoryStore:
@@ -66,6 +92,11 @@ class MemoryStore:
         # Age is enforced on read too, so an expired event is never served.
         self.table.trim(session_id, now_ms())
         return Snapshot.of(self.table.get(session_id), after, limit, max_bytes)
+
+    def live(self, session_id: str) -> LogSource | None:
+        self.table.trim(session_id, now_ms())  # an expired event is never served live either
+        log = self.table.get(session_id)
+        return None if log is None else LogSource(log)
 
     async def info(self, session_id: str) -> SessionInfo | None:
         log = self.table.get(session_id)

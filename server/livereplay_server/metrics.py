@@ -100,6 +100,11 @@ class Metrics:
             "Readers cut off because a send or close timed out",
             registry=r,
         )
+        self.live_slow = Counter(
+            "livereplay_live_slow",
+            "Live readers moved off the shared frames because their buffer was over budget",
+            registry=r,
+        )
         self.connections_refused = Counter(
             "livereplay_connections_refused",
             "Reader connections refused, by code",

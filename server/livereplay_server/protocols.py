@@ -358,6 +358,8 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.guard = _guard_of(config)
         self.bounded: BoundedTransport
+        self.socket: Socket | None = None
+        self._lost: asyncio.Future[None] = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The HTTP protocol hands over its own bounded transport on upgrade.
@@ -368,7 +370,23 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.bounded.lost()
+        self._mark_lost()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        self._mark_lost()  # the server sends 1012 and closes: readers stop now
+        super().shutdown()
+
+    def _mark_lost(self) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def send_receive_event_to_app(self) -> None:
+        socket = self.socket
+        if socket is not None and socket.ignore_incoming:
+            self.frames = []  # a reader's messages mean nothing: drop them, keep reading
+            return
+        super().send_receive_event_to_app()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -387,5 +405,15 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
     async def run_asgi(self) -> None:
         extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
-        extensions[SCOPE_KEY] = Socket(self.bounded)
+        self.socket = Socket(
+            self.bounded,
+            self._lost,
+            write=self.bounded.inner.write,
+            can_write=lambda: (
+                self.handshake_complete and not (self.close_sent or self.disconnected)
+            ),
+            # Negotiated extensions (permessage-deflate) make each connection's bytes its own.
+            shares_frames=not self.conn.extensions,
+        )
+        extensions[SCOPE_KEY] = self.socket
         await super().run_asgi()

@@ -42,6 +42,7 @@ from livereplay._log import MAX_HOLES, MAX_SUPERSEDED, SessionTable, new_incarna
 from livereplay._wire import U64_MAX, EventIn, RecordEncoder
 
 from .clock import now_ms
+from .fanout import LiveSource
 from .logs import get_logger
 from .metrics import StoreStats
 from .redis_feed import RedisChangeFeed
@@ -571,6 +572,9 @@ class RedisStore:
         if watched:
             self._alive.add(session_id)  # so the sweep notices when Redis expires it
         return Snapshot(read.head, read.events, read.next_in_hole)
+
+    def live(self, session_id: str) -> LiveSource | None:
+        return None
 
     async def info(self, session_id: str) -> SessionInfo | None:
         reply = await self._eval(READ, self._keys(session_id)[:3], self._read_args(0, 0, 0))

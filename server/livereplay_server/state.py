@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .auth import Authenticator
+from .broadcast import Broadcaster
 from .config import Settings
 from .failpoints import Failpoints
 from .limits import ConnectionLimiter, RateLimiter
@@ -21,6 +22,7 @@ class AppState:
     connections: ConnectionLimiter = field(init=False)
     append_rate: RateLimiter = field(init=False)
     failpoints: Failpoints = field(default_factory=Failpoints.from_environment)
+    broadcaster: Broadcaster = field(init=False)
     stopping: bool = False
 
     def __post_init__(self) -> None:
@@ -29,6 +31,16 @@ class AppState:
             s.writer_token or None, s.reader_key.encode() if s.reader_key else None
         )
         self.connections = ConnectionLimiter(s.max_connections, s.max_connections_per_client)
+        self.broadcaster = Broadcaster(
+            self.store.live,
+            self.metrics,
+            max_frame_events=s.max_frame_events,
+            max_frame_bytes=s.max_frame_bytes,
+            coalesce_s=s.live_coalesce_ms / 1000,
+            buffer_bytes=s.live_buffer_bytes,
+            heartbeat_s=s.heartbeat_s,
+        )
+        self.store.changes.listener = self.broadcaster.changed
         # Two seconds' worth; a writer re-sending its window is not counted (http.append).
         self.append_rate = RateLimiter(s.max_append_rate, 2 * s.max_append_rate)
 

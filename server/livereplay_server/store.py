@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from livereplay import AppendResult, Cursor, Snapshot
 from livereplay._wire import EventIn
 
+from .fanout import LiveSource
 from .metrics import StoreStats
 
 
@@ -71,6 +73,11 @@ class Store(Protocol):
         self, session_id: str, after: int, limit: int, max_bytes: int
     ) -> Snapshot: ...
 
+    def live(self, session_id: str) -> LiveSource | None:
+        """What the live fan-out reads from, without waiting: None for a session this
+        daemon cannot serve live (unknown, or not held here yet)."""
+        ...
+
     async def info(self, session_id: str) -> SessionInfo | None: ...
 
     async def trim(self, session_id: str) -> int | None:
@@ -107,6 +114,8 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[None]] = {}
         self.readers: Counter[str] = Counter()
+        # Told of every change too: the live fan-out (broadcast.py).
+        self.listener: Callable[[str], None] | None = None
 
     def watch(self, session_id: str) -> None:
         self.readers[session_id] += 1
@@ -130,7 +139,9 @@ class ChangeFeed:
         future = self._futures.pop(session_id, None)
         if future is not None and not future.done():
             future.set_result(None)
+        if self.listener is not None:
+            self.listener(session_id)
 
     def notify_all(self) -> None:
-        for session_id in list(self._futures):
+        for session_id in set(self._futures) | set(self.readers):
             self.notify(session_id)

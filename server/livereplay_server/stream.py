@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -28,6 +29,7 @@ from livereplay._rules import CaughtUp, Events, Hello, Output
 
 from . import frames, sockets
 from .admission import admit, close_quietly
+from .broadcast import LiveReader
 from .clock import now_ms
 from .frames import Codec
 from .logs import get_logger
@@ -117,11 +119,18 @@ async def _stream(conn: Connection, session_id: str) -> None:
         await close_quietly(ws, CLOSE_CLIENT_FAULT)
         return
 
-    receiver = asyncio.create_task(_drain_incoming(ws))
+    socket = sockets.socket_of(ws.scope)
+    receiver: asyncio.Task[None] | None = None
+    lost: asyncio.Future[Any]
+    if socket is not None:
+        socket.ignore_incoming = True  # readers send nothing the daemon needs
+        lost = socket.lost
+    else:  # a server without our socket handle: receiving is how a close is noticed
+        lost = receiver = asyncio.create_task(_drain_incoming(ws))
     state.store.changes.watch(session_id)
     state.metrics.readers.inc()
     try:
-        await _serve(conn, session_id, start, receiver)
+        await _serve(conn, session_id, start, lost, socket)
     except ReaderGone:
         pass
     except StoreUnavailable:
@@ -134,9 +143,10 @@ async def _stream(conn: Connection, session_id: str) -> None:
     finally:
         state.metrics.readers.dec()
         state.store.changes.unwatch(session_id)
-        receiver.cancel()
-        with contextlib.suppress(BaseException):
-            await receiver
+        if receiver is not None:
+            receiver.cancel()
+            with contextlib.suppress(BaseException):
+                await receiver
 
 
 class ClientFault(Exception):
@@ -169,7 +179,11 @@ async def _drain_incoming(ws: WebSocket) -> None:
 
 
 async def _serve(
-    conn: Connection, session_id: str, start: Cursor | StartWord, receiver: asyncio.Task[None]
+    conn: Connection,
+    session_id: str,
+    start: Cursor | StartWord,
+    lost: asyncio.Future[Any],
+    socket: sockets.Socket | None,
 ) -> None:
     state = conn.state
     settings = state.settings
@@ -177,10 +191,11 @@ async def _serve(
     loop = asyncio.get_running_loop()
     coalesce_s = settings.live_coalesce_ms / 1000
     sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms())
+    shared = socket if socket is not None and socket.shares_frames else None
     head: Cursor | None = None
     backlog: int | None = 0  # events sent before caught_up; None once it is sent
     pages = 0
-    while not receiver.done():
+    while not lost.done():
         change = store.changes.next_change(session_id)
         snapshot = await store.snapshot(
             session_id, sub.after(), settings.max_frame_events, settings.max_frame_bytes
@@ -200,13 +215,27 @@ async def _serve(
             if pages % PAGES_PER_YIELD == 0:
                 await asyncio.sleep(0)
             continue
+        if shared is not None and sub.caught_up and sub.cursor is not None and not lost.done():
+            # At the live edge: the session's group serves it from here, with every
+            # other reader there, until it lets it go (slow, a gap to tell, closing).
+            reader = LiveReader(session_id, shared, conn.codec, loop.create_future())
+            if state.broadcaster.join(reader, sub.cursor):
+                try:
+                    await _first_of(loop, (reader.released, lost), math.inf)
+                finally:
+                    state.broadcaster.leave(reader)
+                if lost.done():
+                    return
+                sub.resume_after(reader.released.result())
+                conn.last_sent = loop.time()
+                continue
         # Caught up, or waiting for a writer to re-send its window: wait for a change, a
         # disconnect, the end of that wait, or the moment a heartbeat is due.
         while True:
             timeout = conn.last_sent + settings.heartbeat_s - loop.time()
             if sub.wait_until_ms:
                 timeout = min(timeout, (sub.wait_until_ms - now_ms()) / 1000)
-            if await _first_of(loop, (change, receiver), timeout):
+            if await _first_of(loop, (change, lost), timeout):
                 break
             if loop.time() >= conn.last_sent + settings.heartbeat_s:
                 await conn.send(frames.heartbeat(head))
@@ -215,8 +244,8 @@ async def _serve(
         # Under a steady stream, gather what arrives within the coalescing window into
         # one frame: one write per reader per window instead of one per event.
         delay = conn.last_sent + coalesce_s - loop.time()
-        if delay > 0 and not receiver.done():
-            await _first_of(loop, (receiver,), delay)
+        if delay > 0 and not lost.done():
+            await _first_of(loop, (lost,), delay)
 
 
 async def _first_of(
@@ -236,11 +265,12 @@ async def _first_of(
 
     for f in futures:
         f.add_done_callback(wake)
-    timer = loop.call_later(max(seconds, 0.0), wake)
+    timer = loop.call_later(max(seconds, 0.0), wake) if seconds != math.inf else None
     try:
         await waiter
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         for f in futures:
             f.remove_done_callback(wake)
     return any(f.done() for f in futures)
