@@ -112,6 +112,7 @@ class LiveGroup:
             self._where.clear()
             return plan
         tail = source.tail
+        moved: list[tuple[int, dict[Member, None]]] = []
         for position in sorted(self._at):
             if position >= tail:
                 continue
@@ -125,10 +126,13 @@ class LiveGroup:
                 continue
             last = page[-1].position
             plan.deliveries.append(Delivery(position, page, members))
-            self._at.setdefault(last, {}).update(bucket)
-            for member in members:
-                self._where[member] = last
+            moved.append((last, bucket))
             plan.more = plan.more or last < tail
+        # Only now: a bucket moved onto another is not planned twice in one plan.
+        for last, bucket in moved:
+            self._at.setdefault(last, {}).update(bucket)
+            for member in bucket:
+                self._where[member] = last
         return plan
 
     def delivered(self, delivery: Delivery, member: Member) -> None:

@@ -21,6 +21,7 @@ class StoreStats:
     trimmed: dict[str, int] = field(default_factory=dict)  # by cause, since start
     held_bytes: int | None = None  # what the sessions hold in memory (the budget's measure)
     sessions_evicted: int = 0  # sessions forgotten whole to keep to the budget
+    backend_reads: int | None = None  # reads of a session that went to Redis
 
 
 class _StoreCollector(Collector):
@@ -53,6 +54,12 @@ class _StoreCollector(Collector):
                 "livereplay_sessions_evicted",
                 "Sessions forgotten whole to keep to the memory budget",
                 value=stats.sessions_evicted,
+            )
+        if stats.backend_reads is not None:
+            yield CounterMetricFamily(
+                "livereplay_redis_reads",
+                "Reads of a session's log from Redis (a live reader is served without one)",
+                value=stats.backend_reads,
             )
         trimmed = CounterMetricFamily(
             "livereplay_events_trimmed", "Events dropped by retention, by cause", labels=["cause"]

@@ -35,6 +35,7 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
 from .logs import get_logger
+from .redis_live import Windows
 from .store import ChangeFeed, StoreUnavailable
 
 log = get_logger("livereplay.redis")
@@ -79,8 +80,11 @@ class RedisChangeFeed(ChangeFeed):
         channel: Callable[[str], str],
         session_of: Callable[[str], str | None],
         on_connect: Callable[[], Awaitable[None]],
+        windows: Windows,
     ) -> None:
         super().__init__()
+        # The events each message carries, for this daemon's live readers (redis_live.py).
+        self.windows = windows
         self._pool = pool
         self._on_connect = on_connect
         self._channel = channel
@@ -104,6 +108,8 @@ class RedisChangeFeed(ChangeFeed):
 
     def unwatch(self, session_id: str) -> None:
         super().unwatch(session_id)
+        if session_id not in self.readers:
+            self.windows.forget(session_id)
         self._dirty.set()
 
     async def ready_for(self, session_id: str) -> None:
@@ -187,6 +193,7 @@ class RedisChangeFeed(ChangeFeed):
     async def _down(self, conn: AbstractConnection | None) -> None:
         was_live = self.live
         self.live = False
+        self.windows.clear()  # what was told while down is lost: readers read Redis
         self.connected.clear()
         self._channels.clear()
         if conn is not None:
@@ -225,6 +232,8 @@ class RedisChangeFeed(ChangeFeed):
             if kind == b"message":
                 session_id = self._session_of(message[1].decode())
                 if session_id is not None:
+                    if session_id in self.readers:
+                        self.windows.told(session_id, message[2])
                     self.notify(session_id)
             elif kind in (b"subscribe", b"unsubscribe"):
                 session_id = self._session_of(message[1].decode())

@@ -46,6 +46,7 @@ from .fanout import LiveSource
 from .logs import get_logger
 from .metrics import StoreStats
 from .redis_feed import RedisChangeFeed
+from .redis_live import Windows
 from .store import ChangeFeed, SessionInfo, StoreUnavailable
 
 log = get_logger("livereplay.redis")
@@ -250,7 +251,11 @@ class RedisStore:
         self._pool = command_pool(url)
         self._client = Redis(connection_pool=self._pool)
         self._feed = RedisChangeFeed(
-            subscriber_pool(url), self._channel, self._session_of, self._refresh_instance
+            subscriber_pool(url),
+            self._channel,
+            self._session_of,
+            self._refresh_instance,
+            Windows(limits.max_age_ms),
         )
         self.changes: ChangeFeed = self._feed
         # Provisional until Redis answers; then the data set's own id and birth time.
@@ -258,6 +263,7 @@ class RedisStore:
         self.instance_known = False
         self.data_since_ms = now_ms()
         self._instance_value = ""  # the instance key's value: id and birth time
+        self._reads = 0  # snapshots read from Redis (livereplay_redis_reads_total)
         self._checks = SessionTable(limits)  # never holds a session: the pure batch checks
         self._trimmed = {"events": 0, "bytes": 0, "age": 0}
         self._walk = _Walk()
@@ -564,6 +570,7 @@ class RedisStore:
             # Subscribe first, read second: no append can fall between them.
             await self._feed.ready_for(session_id)
         keys = self._keys(session_id)[:3]
+        self._reads += 1
         reply = await self._eval(READ, keys, self._read_args(after, limit, max_bytes))
         if reply is None:
             return Snapshot(None)
@@ -574,7 +581,11 @@ class RedisStore:
         return Snapshot(read.head, read.events, read.next_in_hole)
 
     def live(self, session_id: str) -> LiveSource | None:
-        return None
+        """This daemon's window of the session, fed by its pub/sub messages: live readers
+        never read Redis (redis_live.py)."""
+        if not self._feed.live:
+            return None
+        return self._feed.windows.get(session_id, now_ms())
 
     async def info(self, session_id: str) -> SessionInfo | None:
         reply = await self._eval(READ, self._keys(session_id)[:3], self._read_args(0, 0, 0))
@@ -632,7 +643,13 @@ class RedisStore:
         """Totals from the last full pass over the index (see `sweep`); trims by this daemon."""
         last = self._walk.last or StoreStats(0, 0, 0)
         trimmed = dict(self._trimmed)
-        return StoreStats(last.sessions, last.retained_events, last.retained_bytes, trimmed)
+        return StoreStats(
+            last.sessions,
+            last.retained_events,
+            last.retained_bytes,
+            trimmed,
+            backend_reads=self._reads,
+        )
 
     def sweep(self) -> None:
         """Start one housekeeping step unless the previous one is still running."""

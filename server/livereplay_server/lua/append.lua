@@ -76,9 +76,16 @@ end
 
 local max_holes = tonumber(ARGV[13])
 local accepted, skipped = 0, 0
+-- What readers' daemons are told: the new events themselves, so a live reader never
+-- reads Redis (redis_live.py). 'n' starts a new log (a new session or a takeover).
+local kind = 'a'
+if fresh then kind = 'n' end
+local told = {kind, ' ', inc, '\n'}
 for i = 0, n - 1 do
   if new[i] then
     local pos, rev, data = ARGV[17 + 3 * i], ARGV[18 + 3 * i], ARGV[19 + 3 * i]
+    told[#told + 1] = pos .. ' ' .. rev .. ' ' .. ARGV[5] .. ' ' .. #data .. '\n'
+    told[#told + 1] = data
     if s.tail ~= '0' and cmp(pos, incr(s.tail)) > 0 then
       skipped = skipped + (tonumber(pos) - tonumber(s.tail) - 1)
       redis.call('RPUSH', holes, incr(s.tail) .. ':' .. decr(pos))
@@ -100,7 +107,7 @@ if accepted > 0 or fresh then
                                         tonumber(ARGV[8]))
   -- Idle expiry: every key of the session lives idle_ttl past its last append.
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[10]) end
-  redis.call('PUBLISH', ARGV[11], s.tail)
+  redis.call('PUBLISH', ARGV[11], table.concat(told))
 end
 
 -- A writer restoring its window: readers ahead of the tail wait until it gets there
