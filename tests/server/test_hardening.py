@@ -142,7 +142,12 @@ def test_cut_off_readers_give_back_their_sockets_and_memory(held: list[socket.so
             5,
             lambda: f"the daemon still holds {open_fds(pid) - base_fds} sockets of cut-off readers",
         )
-        assert rss_bytes(pid) < base_rss + 64 * MiB
+        # The heap is trimmed at the next sweep (a second) after the aborts.
+        wait_until(
+            lambda: rss_bytes(pid) < base_rss + 64 * MiB,
+            5,
+            lambda: f"RSS still {(rss_bytes(pid) - base_rss) // MiB} MiB above the baseline",
+        )
         assert metric(daemon.http_url, "livereplay_readers") == 0
 
 
