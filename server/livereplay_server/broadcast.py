@@ -10,10 +10,12 @@ task serves it again from where it was, at its own pace (the read rules give it 
 `lagged` gap if the window moved past it; a send that stays stuck cuts it off).
 
 Flushes adapt to load: a change after a quiet spell is flushed at once, but the
-next flush waits as long as the last one took (at most `--live-coalesce-ms`), so a
-busy session goes in fewer, larger frames and fan-out takes at most about half the
-loop. A flush to many readers is written in slices, so appends and other requests
-are served between them: appends never wait for a whole fan-out.
+next flush waits as long as the last one took, and no longer than what is left of
+`--live-coalesce-ms` after it: a busy session goes in fewer, larger frames, a small
+group's fan-out takes about half the loop, and a large group's frames still leave
+within the latency budget. A flush is written in slices of a quarter millisecond, so
+appends and other requests are served between them: appends never wait for a whole
+fan-out.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from .sockets import Socket
 
 log = get_logger("livereplay.broadcast")
 
-# Readers written per slice of a flush, before other work may run.
-SLICE = 256
+# A flush writes for about this long before other work (an append) may run; the
+# clock is read every CHECK_EVERY writes.
+SLICE_S = 0.00025
+CHECK_EVERY = 8
 
 
 @dataclass(eq=False, slots=True)
@@ -156,17 +160,23 @@ class Broadcaster:
             return
         session.flushing = True
         session.dirty = plan.more
-        work = [(self._wire(d), d, m) for d in plan.deliveries for m in d.members]
+        work: list[tuple[dict[str, bytes], Delivery, Member]] = []
+        for delivery in plan.deliveries:
+            wires = self._wire(delivery)
+            work.extend((wires, delivery, member) for member in delivery.members)
         self._write_slice(session_id, session, _Flush(work))
 
     def _write_slice(self, session_id: str, session: _Session, flush: _Flush) -> None:
-        """Write up to SLICE readers their frame; the rest after other work has run."""
+        """Write readers their frame for about SLICE_S; the rest after other work has run."""
         began = time.perf_counter()
+        stop = began + SLICE_S
         group = session.group
         budget = self._buffer_bytes
-        start, end = flush.done, min(flush.done + SLICE, len(flush.work))
+        work, at, end = flush.work, flush.done, len(flush.work)
         written = size = events = 0
-        for wires, delivery, member in flush.work[start:end]:
+        while at < end:
+            wires, delivery, member = work[at]
+            at += 1
             reader = member.key
             assert isinstance(reader, LiveReader)
             wire = wires[member.codec]
@@ -180,23 +190,27 @@ class Broadcaster:
             written += 1
             size += len(wire)
             events += len(delivery.events)
+            if not written % CHECK_EVERY and time.perf_counter() > stop:
+                break
         if written:
             metrics = self._metrics
             metrics.frames_by_type["events"].inc(written)
             metrics.bytes_sent.inc(size)
             metrics.events_sent.inc(events)
-        flush.done = end
+        flush.done = at
         flush.spent += time.perf_counter() - began
         loop = asyncio.get_running_loop()
-        if end < len(flush.work):
+        if at < end:
             loop.call_soon(self._write_slice, session_id, session, flush)
             return
         session.flushing = False
         now = loop.time()
         session.last_frame = now
-        # The next flush waits as long as this one took: fan-out takes about half the
-        # loop at most, and a busy session's events go in fewer, larger frames.
-        session.not_before = now + min(self._coalesce_s, flush.spent)
+        # The next flush waits as long as this one took (a small group: fan-out takes
+        # about half the loop), but a long flush to a large group leaves only what is
+        # left of the coalescing budget: its readers' frames are late enough already.
+        spent = flush.spent
+        session.not_before = now + min(spent, max(0.0, self._coalesce_s - spent))
         self._forget_if_empty(session_id, session)
         if session.dirty and self._sessions.get(session_id) is session:
             self.changed(session_id)
