@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
@@ -62,6 +62,11 @@ CONNECT_TIMEOUT_S: Final = 2.0
 COMMAND_RETRIES: Final = 1
 # Daemon-assigned positions depend on the tail: retry a stale guess this often.
 MAX_ASSIGN_ATTEMPTS: Final = 16
+# Events of daemon-assigned appends to one session sent together in one call, at most
+# (an append larger than this goes alone).
+MAX_GROUP_EVENTS: Final = 1000
+# Sessions whose head (incarnation, tail) this daemon remembers from its own last append.
+MAX_HEAD_GUESSES: Final = 10_000
 # Sessions looked at per sweep (index pruning, age trimming, totals for /metrics).
 WALK_BATCH: Final = 256
 # Redis replies that mean "not now" rather than "wrong".
@@ -171,23 +176,16 @@ class _Read:
         )
 
 
-class _KeyedLocks:
-    """One lock per key while anyone holds or waits for it; none kept otherwise."""
+_Assigned = tuple[str, list[tuple[int, EventIn]], list[Any]]
 
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[key]
+@dataclass(slots=True)
+class _Queued:
+    """A daemon-assigned append waiting for the call in flight to its session."""
+
+    events: list[EventIn]
+    now: int
+    done: asyncio.Future[_Assigned]
 
 
 @dataclass(slots=True)
@@ -268,7 +266,10 @@ class RedisStore:
         self._trimmed = {"events": 0, "bytes": 0, "age": 0}
         self._walk = _Walk()
         self._alive: set[str] = set()
-        self._assigning = _KeyedLocks()
+        # Sessions with a daemon-assigned append in flight: the appends queued behind it.
+        self._queued: dict[str, list[_Queued]] = {}
+        self._rounds: set[asyncio.Task[None]] = set()
+        self._heads: dict[str, tuple[bytes | None, bytes | None]] = {}
         self._sweeping: asyncio.Task[None] | None = None
 
     # -- keys -------------------------------------------------------------------
@@ -459,24 +460,81 @@ class RedisStore:
                 "too_many_sessions", f"the service holds its limit of {counted} sessions"
             )
 
-    async def _append_assigned(
-        self, session_id: str, events: list[EventIn], now: int
-    ) -> tuple[str, list[tuple[int, EventIn]], list[Any]]:
+    async def _append_assigned(self, session_id: str, events: list[EventIn], now: int) -> _Assigned:
         """Positions after the tail under the current incarnation (or a new one).
 
         The JSON of an event names its position and incarnation, so it is encoded
-        against a guess of the head that the script confirms or corrects. Appends of
-        this kind queue per session in this process, so only other daemons can make
-        a guess stale.
+        against a guess of the head that the script confirms or corrects. One call per
+        session is in flight from this process, so only other daemons can make a guess
+        stale; the appends that arrive meanwhile go together in the next call (group
+        commit): a busy session costs one round trip per call, not per append.
         """
-        async with self._assigning.hold(session_id):
-            return await self._append_assigned_locked(session_id, events, now)
+        queued = self._queued.get(session_id)
+        if queued is not None:
+            waiter = _Queued(events, now, asyncio.get_running_loop().create_future())
+            queued.append(waiter)
+            return await waiter.done
+        self._queued[session_id] = []
+        try:
+            return await self._assign(session_id, events, now)
+        finally:
+            self._next_round(session_id)
 
-    async def _append_assigned_locked(
-        self, session_id: str, events: list[EventIn], now: int
-    ) -> tuple[str, list[tuple[int, EventIn]], list[Any]]:
-        with unavailable_on_error():
-            current, tail = await self._client.hmget(self._keys(session_id)[0], ["inc", "tail"])
+    def _next_round(self, session_id: str) -> None:
+        """The call in flight is done: send what queued behind it, or let the session go."""
+        queued = self._queued.pop(session_id, [])
+        if queued:
+            taken, events = 1, len(queued[0].events)
+            while taken < len(queued) and events + len(queued[taken].events) <= MAX_GROUP_EVENTS:
+                events += len(queued[taken].events)
+                taken += 1
+            self._queued[session_id] = queued[taken:]
+            task = asyncio.create_task(self._round(session_id, queued[:taken]))
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+
+    async def _round(self, session_id: str, group: list[_Queued]) -> None:
+        try:
+            await self._commit_group(session_id, group)
+        except BaseException:  # cancelled (shutdown): nobody may wait for good
+            for queued in group:
+                _settle(queued.done, StoreUnavailable("the daemon is stopping; retry"))
+            raise
+        finally:
+            self._next_round(session_id)
+
+    async def _commit_group(self, session_id: str, group: list[_Queued]) -> None:
+        """One call for the whole group; each append gets its own share of the reply. A
+        refusal is answered append by append, so one bad batch refuses only itself."""
+        if len(group) > 1:
+            events = [e for queued in group for e in queued.events]
+            try:
+                incarnation, staged, reply = await self._assign(session_id, events, group[0].now)
+            except AppendRefused:
+                reply = [b"refused"]
+            except Exception as exc:
+                for queued in group:
+                    _settle(queued.done, exc)
+                return
+            if reply[0] != b"refused":
+                for i, share in enumerate(_shares(staged, reply, group)):
+                    _settle(group[i].done, (incarnation, *share))
+                return
+        for queued in group:
+            try:
+                result = await self._assign(session_id, queued.events, queued.now)
+            except Exception as exc:
+                _settle(queued.done, exc)
+            else:
+                _settle(queued.done, result)
+
+    async def _assign(self, session_id: str, events: list[EventIn], now: int) -> _Assigned:
+        guess = self._heads.pop(session_id, None)
+        if guess is None:
+            with unavailable_on_error():
+                current, tail = await self._client.hmget(self._keys(session_id)[0], ["inc", "tail"])
+        else:
+            current, tail = guess
         for _ in range(MAX_ASSIGN_ATTEMPTS):
             expected = _text(current) if current else ""
             last = int(tail or 0)
@@ -487,10 +545,19 @@ class RedisStore:
             reply = await self._run_append(
                 session_id, "d", incarnation, expected, last, staged, now
             )
+            if reply[0] == b"ok":
+                self._guess_head(session_id, reply[2], reply[3])
             if reply[0] != b"retry":
                 return incarnation, staged, reply
             current, tail = reply[1], reply[2]
         raise StoreUnavailable("too many concurrent appends to this session; retry")
+
+    def _guess_head(self, session_id: str, incarnation: bytes, tail: bytes) -> None:
+        """What this daemon's last append left as the session's head: the next append's
+        guess, which saves a round trip (the script refuses a stale one)."""
+        if len(self._heads) >= MAX_HEAD_GUESSES:
+            del self._heads[next(iter(self._heads))]
+        self._heads[session_id] = (incarnation, tail)
 
     async def _run_append(
         self,
@@ -703,3 +770,33 @@ class RedisStore:
             walk.after, walk.sessions, walk.events, walk.bytes = "-", 0, 0, 0
         else:
             walk.after = "(" + session_ids[-1]
+
+
+def _shares(
+    staged: list[tuple[int, EventIn]], reply: list[Any], group: list[_Queued]
+) -> list[tuple[list[tuple[int, EventIn]], list[Any]]]:
+    """Split a group's reply: each append its positions; trims, a new session or a
+    takeover reported once, with the first."""
+    if reply[0] != b"ok":  # 'moved': the same for everyone
+        return [(staged, reply) for _ in group]
+    shares = []
+    at = 0
+    for i, queued in enumerate(group):
+        mine = staged[at : at + len(queued.events)]
+        at += len(mine)
+        share = list(reply)
+        share[1] = len(mine)  # daemon-assigned events are all new
+        if i:
+            share[5:10] = [0, 0, 0, 0, 0]
+            share[10] = b"0"
+        shares.append((mine, share))
+    return shares
+
+
+def _settle(done: asyncio.Future[_Assigned], outcome: _Assigned | BaseException) -> None:
+    if done.done():  # its request went away; the events were appended all the same
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

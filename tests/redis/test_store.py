@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from livereplay import Limits
+from livereplay import AppendRefused, Limits
 from livereplay_server.redis_store import RedisStore
 from livereplay_server.store import StoreUnavailable
 from tests.conformance.helpers import INC, append, changed, cursor, events, page
@@ -208,3 +208,43 @@ async def test_a_store_started_before_redis_serves_once_redis_arrives(redis_pref
         assert await store.ready()
         assert (await append(store, "s", [1])).accepted == 1
         await store.close()
+
+
+async def test_appends_queued_behind_one_in_flight_go_together(make_store: MakeStore) -> None:
+    """Group commit: a busy session costs one script call per round trip, not per
+    append, and each append still gets its own positions, in one contiguous run."""
+    store = await make_store()
+    calls = 0
+    run_append = store._run_append
+
+    async def counted(*args: object, **kwargs: object) -> list[object]:
+        nonlocal calls
+        calls += 1
+        return await run_append(*args, **kwargs)  # type: ignore[arg-type]
+
+    store._run_append = counted  # type: ignore[method-assign]
+    results = await asyncio.gather(*(store.append("s", None, events(count=3)) for _ in range(30)))
+    assert calls <= 3  # the first alone, the other 29 in one or two groups
+    runs = [[c.position for c in r.cursors] for r in results]
+    assert sorted(p for run in runs for p in run) == list(range(1, 91))
+    assert all(run == list(range(run[0], run[0] + 3)) for run in runs)
+    assert [r.accepted for r in results] == [3] * 30
+    assert sum(r.created for r in results) == 1
+    tails = {r.tail_cursor.position for r in results if r.tail_cursor is not None}
+    assert max(tails) == 90
+    assert (await page(store, "s", "earliest"))[0] == list(range(1, 91))
+
+
+async def test_a_refused_append_in_a_group_refuses_only_itself(make_store: MakeStore) -> None:
+    store = await make_store()
+    top = 2**64 - 1
+    await append(store, "s", [top - 4])
+    results = await asyncio.gather(
+        *(store.append("s", None, events(count=2)) for _ in range(4)), return_exceptions=True
+    )
+    # The first goes alone (up to top - 2); the group of three would pass 2^64-1 together,
+    # so it is answered one by one: one more fits, two are refused.
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, AppendRefused)]
+    assert sorted(c.position for r in ok for c in r.cursors) == [top - 3, top - 2, top - 1, top]
+    assert [r.code for r in refused] == ["invalid_event"] * 2
