@@ -43,9 +43,10 @@ async def admit(
     """Accept the socket if allowed: the client address holding a connection slot (the
     caller releases it), or None once the socket has been refused and closed."""
     refused = state.metrics.connections_refused
+    token = socket_token(ws)  # before the accept: then the handshake's headers are gone
     await ws.accept(subprotocol=subprotocol)
     try:
-        authorize(socket_token(ws))
+        authorize(token)
     except AuthError as exc:
         refused.labels(exc.code).inc()
         await _refuse(ws, send_error, exc.code, exc.message, exc.close_code)

@@ -11,7 +11,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Match, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from . import freed, http, inspector, openapi
 from .config import Settings
@@ -77,9 +79,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return error_response(exc.status_code, code, str(exc.detail))
 
     session = "/v1/sessions/{session_id:str}"
+    sockets = [WebSocketRoute(session + "/stream", stream), WebSocketRoute("/v1/ingest", ingest)]
     routes = [
-        WebSocketRoute(session + "/stream", stream),
-        WebSocketRoute("/v1/ingest", ingest),
         Route(session + "/cursor", http.get_cursor, methods=["GET"]),
         Route(session + "/events", http.get_events, methods=["GET"]),
         Route(session + "/events", http.post_events, methods=["POST"]),
@@ -94,7 +95,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestGuard, state=state)],
+        middleware=[
+            Middleware(RequestGuard, state=state),
+            Middleware(SocketRoutes, routes=sockets),
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error,
@@ -104,6 +108,31 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.livereplay = state
     return app
+
+
+class SocketRoutes:
+    """The WebSocket routes, served straight from the middleware stack.
+
+    A socket's handler runs for as long as the connection lasts, and every ASGI layer
+    above it keeps a coroutine frame alive all that time: the exception middleware
+    and the router cost an idle reader about 4 KB, and a daemon holds thousands. The
+    handlers answer their own errors on the socket, so those layers had nothing to
+    do for them.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[WebSocketRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await route.endpoint(WebSocket(scope, receive, send))
+                    return
+        await self.app(scope, receive, send)
 
 
 async def _sweep_forever(store: Store) -> None:
