@@ -30,14 +30,13 @@ from typing import Any
 import aiohttp
 import msgspec
 import uvloop
-import websockets
-from websockets.asyncio.client import ClientConnection
 
-from bench import redis_peer
+from bench import lean_ws, redis_peer
 from bench.common import Payload, batch_body, now_ns, payload, payload_decoder, percentile
 
 DRAIN_S = 3.0
 END = -2  # the seq of the producer's end marker
+IN_FLIGHT = 4  # appends the producer may have unanswered
 
 
 class _Event(msgspec.Struct):
@@ -83,43 +82,38 @@ class Tally:
         return self.deadline - time.monotonic()
 
 
-async def _ws_reader(url: str, subprotocols: list[str], tally: Tally, ready: asyncio.Event) -> None:
-    connect = websockets.connect(
-        url,
-        compression=None,
-        max_size=None,
-        subprotocols=[websockets.Subprotocol(s) for s in subprotocols] or None,
-        open_timeout=30,
-    )
-    async with connect as ws:
-        daemon = bool(subprotocols)
-        await _wait_ready(ws, daemon)
-        ready.set()
-        try:
-            async with asyncio.timeout(await tally.until_deadline()):
-                async for message in ws:
-                    now = now_ns()
-                    if daemon:
-                        frame = _frame_decoder.decode(message)
-                        if frame.type == "gap":
-                            tally.gaps += 1
-                        if any([tally.see(e.payload, now) for e in frame.events]):
-                            break
-                    elif isinstance(message, bytes) and tally.see(
-                        payload_decoder.decode(message), now
-                    ):
-                        break
-        except TimeoutError:
-            return  # the deadline came first: counted as not done
+async def _ws_reader(
+    port: int, path: str, subprotocol: str | None, framed: bool, tally: Tally, ready: asyncio.Event
+) -> None:
+    """`framed`: frames of the daemon's shape (events frames); else one raw event each.
+    The first message (the daemon's `caught_up` from `latest`, the peer's hello) means
+    connected."""
+    first = True
+
+    def on_message(message: bytes) -> bool:
+        nonlocal first
+        if first:
+            first = False
+            ready.set()
+            return False
+        now = now_ns()
+        if not framed:
+            return tally.see(payload_decoder.decode(message), now)
+        frame = _frame_decoder.decode(message)
+        if frame.type == "gap":
+            tally.gaps += 1
+        return any([tally.see(e.payload, now) for e in frame.events])
+
+    reader = await lean_ws.connect(port, path, subprotocol, on_message)
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        async with asyncio.timeout(await tally.until_deadline()):
+            await reader.closed
+    except TimeoutError:
+        return  # the deadline came first: counted as not done
+    finally:
+        reader.close()
     tally.done += 1
-
-
-async def _wait_ready(ws: ClientConnection, daemon: bool) -> None:
-    """The daemon's `caught_up` (from `latest`, so at once), or the peer's hello."""
-    async with asyncio.timeout(30):
-        async for message in ws:
-            if not daemon or _frame_decoder.decode(message).type == "caught_up":
-                return
 
 
 async def _redis_reader(port: int, key: str, tally: Tally, ready: asyncio.Event) -> None:
@@ -141,13 +135,15 @@ async def _redis_reader(port: int, key: str, tally: Tally, ready: asyncio.Event)
 async def subscribe(args: argparse.Namespace) -> tuple[Tally, dict[str, object]]:
     tally = Tally(args.warm_ms * 1_000_000, args.window_ms * 1_000_000)
     readies = [asyncio.Event() for _ in range(args.readers)]
-    base = f"ws://127.0.0.1:{args.port}"
     make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+    port = args.port
     if args.target == "daemon":
-        url = f"{base}/v1/sessions/{args.key}/stream?cursor=latest"
-        make = functools.partial(_ws_reader, url, ["livereplay.v1.json"], tally)
+        path = f"/v1/sessions/{args.key}/stream?cursor=latest"
+        make = functools.partial(_ws_reader, port, path, "livereplay.v1.json", True, tally)
     elif args.target == "peer":
-        make = functools.partial(_ws_reader, f"{base}/sub", [], tally)
+        make = functools.partial(_ws_reader, port, "/sub", None, False, tally)
+    elif args.target == "frames":
+        make = functools.partial(_ws_reader, port, "/frames", None, True, tally)
     else:
         make = functools.partial(_redis_reader, args.port, args.key, tally)
     tasks = [asyncio.create_task(make(ready)) for ready in readies]
@@ -172,9 +168,13 @@ async def subscribe(args: argparse.Namespace) -> tuple[Tally, dict[str, object]]
 
 
 async def publish(args: argparse.Namespace) -> None:
-    """One event per append at `rate`, on schedule from `t0`, waiting for each answer."""
-    total = args.rate * (args.warm_ms + args.window_ms) // 1000
-    step = 1_000_000_000 // args.rate
+    """`batch` events per append at `rate` events/s, on schedule from `t0`, with at most
+    IN_FLIGHT appends unanswered: the offered load does not depend on the round trip
+    (on this VM a paced round trip to a bare server takes 2 ms), and a server that
+    falls behind still gets fewer events rather than a growing queue."""
+    batch = args.batch
+    total = args.rate * (args.warm_ms + args.window_ms) // 1000 // batch
+    step = 1_000_000_000 * batch // args.rate
     rtts: list[int] = []
     errors = 0
     late_max = 0
@@ -186,32 +186,49 @@ async def publish(args: argparse.Namespace) -> None:
     stop = args.t0 + total * step + 1_000_000_000
     sent = in_window = 0
     warm_ns = args.warm_ms * 1_000_000
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    pending: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession() as http:
 
-        async def send(data: bytes) -> bool:
+        async def send(data: list[bytes]) -> bool:
             if r is not None:
-                await r.xadd(args.key, {redis_peer.FIELD: data}, maxlen=2048, approximate=True)
+                async with r.pipeline(transaction=False) as pipe:
+                    for d in data:
+                        pipe.xadd(args.key, {redis_peer.FIELD: d}, maxlen=2048, approximate=True)
+                    await pipe.execute()
                 return True
-            async with http.post(url, data=batch_body([data]), headers=headers) as resp:
+            async with http.post(url, data=batch_body(data), headers=headers) as resp:
                 await resp.read()
                 return resp.status == 200
 
-        for seq in range(total):
+        async def timed(data: list[bytes], t: int) -> None:
+            nonlocal errors
+            try:
+                errors += not await send(data)
+            finally:
+                rtts.append(now_ns() - t)
+                slots.release()
+
+        for n in range(total):
             if now_ns() > stop:
                 break
-            due = args.t0 + seq * step
+            due = args.t0 + n * step
             wait = due - now_ns()
             if wait > 0:
                 await asyncio.sleep(wait / 1e9)
+            await slots.acquire()
             t = now_ns()
             late_max = max(late_max, t - due)
-            errors += not await send(payload(seq, t, args.t0))
-            rtts.append(now_ns() - t)
-            sent += 1
-            in_window += warm_ns <= t - args.t0 < warm_ns + args.window_ms * 1_000_000
+            data = [payload(n * batch + i, t, args.t0) for i in range(batch)]
+            task = asyncio.create_task(timed(data, t))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            sent += batch
+            in_window += batch * (warm_ns <= t - args.t0 < warm_ns + args.window_ms * 1_000_000)
+        await asyncio.gather(*pending)
         elapsed = (now_ns() - args.t0) / 1e9
         # The end marker tells the readers to stop once they have received everything.
-        await send(payload(END, now_ns(), args.t0))
+        await send([payload(END, now_ns(), args.t0)])
     if r is not None:
         await r.aclose()
     rtts.sort()
@@ -236,11 +253,12 @@ def _say(obj: object) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=["sub", "pub"])
-    parser.add_argument("--target", choices=["daemon", "peer", "redis"], required=True)
+    parser.add_argument("--target", choices=["daemon", "peer", "frames", "redis"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--key", required=True, help="session id or stream key")
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=1, help="events per append")
     parser.add_argument("--warm-ms", type=int, default=1500)
     parser.add_argument("--window-ms", type=int, default=4000)
     parser.add_argument("--connect-s", type=float, default=20.0)

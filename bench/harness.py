@@ -16,10 +16,32 @@ BATCH = 100
 RETAINED = 2048
 # Ingest must measure the daemon, not its per-writer rate limit (10,000 events/s by
 # default); readers ask for `latest` at once, so no startup grace either.
-DAEMON_FLAGS = ("--max-append-rate", "0", "--startup-grace-s", "0")
+# The per-client connection limit (256) would refuse the 1000-reader loads, which all
+# come from 127.0.0.1.
+DAEMON_FLAGS = (
+    "--max-append-rate",
+    "0",
+    "--startup-grace-s",
+    "0",
+    "--max-connections-per-client",
+    "20000",
+    "--max-connections",
+    "20000",
+)
 JSON_HEADERS = {"content-type": "application/json"}
 
 Row = dict[str, Any]
+
+
+class Load(NamedTuple):
+    """A fan-out load: readers, events/s, and events per append."""
+
+    readers: int
+    rate: int
+    batch: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.readers}x{self.rate}" + (f"/{self.batch}" if self.batch > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -27,10 +49,11 @@ class Plan:
     reps: int
     ingest_s: float
     backlog_reads: int
-    loads: tuple[tuple[int, int], ...]  # fan-out (readers, events/s)
+    loads: tuple[Load, ...]  # fan-out, beside the peers
+    redis_loads: tuple[Load, ...]  # fan-out of the daemon on the Redis backend
     warm_ms: int
     window_ms: int
-    daemon_backend: str = "memory"
+    idle_readers: int = 10_000
 
 
 class Servers(NamedTuple):

@@ -97,6 +97,31 @@ async def subscribe(ws: WebSocket) -> None:
         gone.cancel()
 
 
+_FRAME_HEAD = b'{"type":"events","events":['
+
+
+async def frames(ws: WebSocket) -> None:
+    """Live events from the head, all that came since the last send as one frame of the
+    daemon's shape: the least a server can do for the readers' ceiling."""
+    await ws.accept()
+    await ws.send_text('{"type":"hello"}')
+    gone: asyncio.Future[Any] = asyncio.ensure_future(ws.receive())
+    pos = hub.head
+    try:
+        while not gone.done():
+            if pos == hub.head:
+                wake: asyncio.Future[Any] = hub.wake()
+                await asyncio.wait({wake, gone}, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            events, pos = hub.after(pos)
+            body = b",".join(b'{"payload":' + e + b"}" for e in events)
+            await ws.send_bytes(_FRAME_HEAD + body + b"]}")
+    except Exception:
+        return
+    finally:
+        gone.cancel()
+
+
 async def backlog(ws: WebSocket) -> None:
     """The whole ring, one frame per event, then a `done` text frame."""
     await ws.accept()
@@ -115,6 +140,7 @@ app = Starlette(
     routes=[
         Route("/append", append, methods=["POST"]),
         WebSocketRoute("/sub", subscribe),
+        WebSocketRoute("/frames", frames),
         WebSocketRoute("/backlog", backlog),
         Route("/healthz", healthz, methods=["GET"]),
     ]

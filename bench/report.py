@@ -29,6 +29,21 @@ class Table:
         self.key_fmt = next(fmt for _, k, fmt in columns if k == key)
 
 
+FANOUT_COLUMNS: list[Column] = [
+    ("server", "server", "s"),
+    ("load", "load", "s"),
+    ("events/s in", "rate_in", ",.0f"),
+    ("deliveries/s", "delivered_per_s", ",.0f"),
+    ("p50 ms", "p50_ms", ".2f"),
+    ("p99 ms", "p99_ms", ".2f"),
+    ("max ms", "max_ms", ".1f"),
+    ("missing", "missing", "d"),
+    ("gaps", "gaps", "d"),
+    ("append p99 ms", "append_p99_ms", ".2f"),
+    ("server CPU", "server_cpu", ".2f"),
+    ("subscr. CPU", "sub_cpu", ".2f"),
+]
+
 TABLES = {
     "ingest": Table(
         f"1. HTTP batch ingest: batches of {BATCH} events (~200-byte payloads) for a fixed time",
@@ -57,22 +72,28 @@ TABLES = {
         "total_ms",
     ),
     "fanout": Table(
-        "3. Fan-out: one event per append; latency = receive - send time (CLOCK_MONOTONIC)",
+        "3. Fan-out: load = readers x events/s [/ events per append]; latency = receive - "
+        "send time (CLOCK_MONOTONIC); with batched appends the peer is the bare server "
+        "sending each append as one frame (the readers' ceiling)",
+        FANOUT_COLUMNS,
+        "p99_ms",
+    ),
+    "fanout-redis": Table(
+        "4. Fan-out of the daemon on the Redis backend (compare the daemon rows of 3)",
+        FANOUT_COLUMNS,
+        "p99_ms",
+    ),
+    "idle": Table(
+        "5. Idle readers: the server's RSS with them all connected",
         [
             ("server", "server", "s"),
             ("readers", "readers", "d"),
-            ("events/s in", "rate_in", ",.0f"),
-            ("deliveries/s", "delivered_per_s", ",.0f"),
-            ("p50 ms", "p50_ms", ".2f"),
-            ("p99 ms", "p99_ms", ".2f"),
-            ("max ms", "max_ms", ".1f"),
-            ("missing", "missing", "d"),
-            ("gaps", "gaps", "d"),
-            ("append p99 ms", "append_p99_ms", ".2f"),
-            ("server CPU", "server_cpu", ".2f"),
-            ("subscr. CPU", "sub_cpu", ".2f"),
+            ("RSS before MB", "rss_before_mb", ".1f"),
+            ("RSS after MB", "rss_after_mb", ".1f"),
+            ("KB per reader", "kb_per_reader", ".1f"),
+            ("connect s", "connect_s", ".1f"),
         ],
-        "p99_ms",
+        "kb_per_reader",
     ),
 }
 

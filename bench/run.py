@@ -1,7 +1,7 @@
 """The daemon benchmark (issue 2): ingest, backlog delivery and fan-out, beside two peers.
 
-    python -m bench.run [--quick] [--reps N] [--only ingest,backlog,fanout]
-                        [--loads 100x1000,100x100] [--json FILE]
+    python -m bench.run [--quick] [--reps N] [--only ingest,backlog,fanout,fanout-redis,idle]
+                        [--loads 100x1000,1000x1000/10] [--redis-loads 100x100] [--json FILE]
 
 Every figure is measured in the same run for the daemon (`livereplay serve`,
 a child process), a bare uvicorn broadcast (`bench.peer_broadcast`) and Redis
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -23,21 +24,30 @@ from typing import Any
 
 import uvloop
 
-from bench import backlog, fanout, ingest, procs, report
-from bench.harness import Plan, Row, servers
+from bench import backlog, fanout, idle, ingest, procs, report
+from bench.harness import Load, Plan, Row, servers
 
-SECTIONS = ("ingest", "backlog", "fanout")
+SECTIONS = ("ingest", "backlog", "fanout", "fanout-redis", "idle")
+# Loads of the full run: one reader (the machine's round trip, the floor for append
+# latency), the issue's loads, and the ceiling (batched appends).
+LOADS = (Load(1, 100), Load(100, 1000), Load(100, 100), Load(1000, 100), Load(1000, 1000, 10))
+QUICK_LOADS = (Load(100, 1000), Load(1000, 100))
+REDIS_LOADS = (Load(100, 100), Load(100, 1000), Load(1000, 100))
 
 
-def _loads(text: str) -> tuple[tuple[int, int], ...]:
-    """`100x1000,100x100`: readers x events/s."""
-    try:
-        pairs = [tuple(int(n) for n in part.split("x")) for part in text.split(",") if part]
-    except ValueError:
-        pairs = []
-    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
-        raise argparse.ArgumentTypeError(f"loads are READERSxRATE, comma-separated: {text!r}")
-    return tuple((p[0], p[1]) for p in pairs)
+def _loads(text: str) -> tuple[Load, ...]:
+    """`100x1000,1000x1000/10`: readers x events/s [/ events per append]."""
+    loads = []
+    for part in filter(None, text.split(",")):
+        match = re.fullmatch(r"(\d+)x(\d+)(?:/(\d+))?", part)
+        if match is None or min(int(g) for g in match.groups("1")) < 1:
+            raise argparse.ArgumentTypeError(
+                f"loads are READERSxRATE[/BATCH], comma-separated: {text!r}"
+            )
+        loads.append(Load(int(match[1]), int(match[2]), int(match[3] or 1)))
+    if not loads:
+        raise argparse.ArgumentTypeError("no load given")
+    return tuple(loads)
 
 
 def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
@@ -52,13 +62,17 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
     parser.add_argument(
         "--loads",
         type=_loads,
-        help="fan-out loads, READERSxEVENTS_PER_S (default 100x1000,100x100; 100x1000 quick)",
+        help="fan-out loads, READERSxEVENTS_PER_S[/EVENTS_PER_APPEND] "
+        f"(default {','.join(map(str, LOADS))}; quick {','.join(map(str, QUICK_LOADS))})",
     )
     parser.add_argument(
-        "--daemon-backend",
-        choices=("memory", "redis"),
-        default="memory",
-        help="the daemon's storage backend (redis: the same redis-server as the Redis rows)",
+        "--redis-loads",
+        type=_loads,
+        help="loads of the daemon on the Redis backend "
+        f"(default {','.join(map(str, REDIS_LOADS))})",
+    )
+    parser.add_argument(
+        "--idle-readers", type=int, default=10_000, help="idle readers held (default 10000)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
@@ -72,10 +86,11 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
         reps=args.reps or (1 if quick else 3),
         ingest_s=1.5 if quick else 3.0,
         backlog_reads=10 if quick else 30,
-        loads=args.loads or (((100, 1000),) if quick else ((100, 1000), (100, 100))),
+        loads=args.loads or (QUICK_LOADS if quick else LOADS),
+        redis_loads=args.redis_loads or (REDIS_LOADS[:1] if quick else REDIS_LOADS),
         warm_ms=1000 if quick else 1500,
         window_ms=2000 if quick else 4000,
-        daemon_backend=args.daemon_backend,
+        idle_readers=args.idle_readers,
     )
     return plan, sections, args.json
 
@@ -83,10 +98,17 @@ def parse(argv: list[str] | None) -> tuple[Plan, tuple[str, ...], Path | None]:
 def measure(section: str, plan: Plan) -> list[Row]:
     """Every run of one section against one set of fresh servers; the combined rows."""
     runs: list[list[Row]] = []
-    with servers(plan.daemon_backend) as running:
+    if section == "idle":  # fresh servers each run: a server keeps its peak RSS
+        for _ in range(plan.reps):
+            with servers() as running:
+                runs.append(idle.run(plan, running))
+        return report.combine(runs)
+    with servers("redis" if section == "fanout-redis" else "memory") as running:
         for rep in range(plan.reps):
             if section == "fanout":
-                runs.append(fanout.run(plan, rep, running))
+                runs.append(fanout.run(plan, rep, running, plan.loads))
+            elif section == "fanout-redis":
+                runs.append(fanout.run(plan, rep, running, plan.redis_loads, ("daemon",)))
             else:
                 module = ingest if section == "ingest" else backlog
                 runs.append(uvloop.run(module.run(plan, rep, running)))
@@ -102,7 +124,6 @@ def main(argv: list[str] | None = None) -> None:
     procs.pin_self(procs.LOAD_CPU)
     env = report.environment()
     report.print_environment(env, plan.reps)
-    print(f"daemon backend: {plan.daemon_backend}")
     results: dict[str, Any] = {"environment": env, "plan": plan.__dict__}
     started = time.monotonic()
     try:

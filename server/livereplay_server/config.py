@@ -64,10 +64,10 @@ class Settings:
     live_coalesce_ms: float = field(
         default=20.0,
         metadata={
-            "help": "the longest a live change waits to be sent: a flush to the readers at the "
-            "live edge waits as long as the previous one took, at most this, so a busy session "
-            "goes in fewer, larger frames (an isolated change goes at once); 0 sends every "
-            "change at once",
+            "help": "the latency budget of live coalescing: a flush to the readers at the live "
+            "edge waits as long as the previous one took, and no longer than what is left of "
+            "this after it, so a busy session goes in fewer, larger frames (an isolated change "
+            "goes at once); 0 sends every change at once",
             "metavar": "MS",
         },
     )
