@@ -57,13 +57,17 @@ class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
 
 class Ack(msgspec.Struct, tag="ack", tag_field="type"):
     """A batch accepted. `holes`: positions it skipped, which the daemon serves as a
-    `writer_overflow` gap (the writer's window lost them before they were sent)."""
+    `writer_overflow` gap (the writer's window lost them before they were sent).
+    `skipped`: the positions the session's log has skipped since it began, so a writer
+    that lost an earlier ack (its daemon died) still counts that ack's holes; None
+    from a daemon that does not say."""
 
     id: int
     accepted: int
     duplicates: int
     tail_cursor: str | None
     holes: int = 0
+    skipped: int | None = None
 
 
 class Refused(msgspec.Struct, tag="refused", tag_field="type"):

@@ -24,6 +24,9 @@ from ._wire import U64_MAX, EventIn, RecordEncoder, event_json_to_msgpack
 MiB: Final = 1024 * 1024
 # How many superseded incarnations a session remembers (to refuse their appends).
 MAX_SUPERSEDED: Final = 64
+# A session's count of skipped positions saturates here (where the Redis script's
+# numbers stop being exact; holes can span 2^64 positions).
+MAX_SKIPPED: Final = 2**53
 # How many holes (skipped position ranges) a session remembers.
 MAX_HOLES: Final = 256
 
@@ -140,6 +143,9 @@ class AppendResult:
     created: bool
     took_over: bool
     holes: int = 0  # positions this batch skipped: a `writer_overflow` hole before its events
+    # Positions skipped as holes since this log began, this batch's included: a writer
+    # that lost an ack still learns of the holes it reported (from the next ack).
+    skipped: int = 0
 
 
 @dataclass(slots=True)
@@ -155,6 +161,7 @@ class SessionLog:
     events: deque[StoredEvent] = field(default_factory=deque)
     # Skipped position ranges (inclusive), oldest first: served as `writer_overflow`.
     holes: Holes = field(default_factory=Holes)
+    skipped: int = 0  # positions ever skipped as holes (outlives the bounded range list)
     # A writer is restoring its window up to this position (0: no restore under way);
     # readers with a cursor up to it wait for the tail until `restore_until_ms`.
     restoring_to: int = 0
@@ -377,6 +384,7 @@ class SessionTable:
             log.add(stored)
             self.retained_bytes += stored.size
             accepted += 1
+        log.skipped = min(log.skipped + holes, MAX_SKIPPED)
         self.retained_events += accepted
         if accepted:
             log.last_append_ms = now_ms
@@ -394,6 +402,7 @@ class SessionTable:
             created=not existed,
             took_over=existed and fresh,
             holes=holes,
+            skipped=log.skipped,
         )
 
     def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:

@@ -357,7 +357,7 @@ class Sender:
             if answer.id != batch_id:
                 raise ProtocolFault(f"answer for batch {answer.id}, expected {batch_id}")
             if isinstance(answer, Ack):
-                self.window.acknowledged(batch, answer.duplicates, answer.holes)
+                self.window.acknowledged(batch, answer.duplicates, answer.holes, answer.skipped)
                 self._retry_later = False
                 self.backoff.reset()
             elif answer.retry:

@@ -43,6 +43,7 @@ class Outbox:
     counted: int = 0  # highest position already counted as dropped or refused
     # In flight when a connection was lost: the daemon may hold them, or not.
     uncertain: int = 0
+    skipped_seen: int = 0  # the session log's skipped total, as the last ack said
     fresh: bool = True  # the current daemon instance has been sent nothing of this session
     # Restoring the window to a daemon instance that lost it, up to this position (0: not).
     restore_to: int = 0
@@ -239,8 +240,11 @@ class LocalWindow:
                 self.counters.dropped += through - start
         out.counted = max(out.counted, through)
 
-    def acknowledged(self, batch: Batch, duplicates: int, holes: int) -> None:
-        """The daemon holds the batch; `holes` positions before it it never received."""
+    def acknowledged(
+        self, batch: Batch, duplicates: int, holes: int, skipped: int | None = None
+    ) -> None:
+        """The daemon holds the batch; `holes` positions before it it never received, and
+        `skipped` positions the session's log has skipped since it began (None: not said)."""
         with self._lock:
             out = self._out[batch.session_id]
             out.acked = max(out.acked, batch.last)
@@ -249,7 +253,14 @@ class LocalWindow:
                 out.restore_to = 0
             self.counters.acknowledged += len(batch.events)
             self.counters.duplicates += duplicates
-            self.counters.dropped += holes
+            if skipped is None:
+                self.counters.dropped += holes
+                return
+            # The total covers holes reported in acks that never arrived (a daemon died
+            # after applying the batch). Lower than what was seen: the log began again.
+            seen = out.skipped_seen if skipped >= out.skipped_seen else 0
+            self.counters.dropped += skipped - seen
+            out.skipped_seen = skipped
 
     def refused(self, batch: Batch, code: str) -> None:
         """A final refusal: the batch will never be accepted, so it is not sent again."""
@@ -295,6 +306,7 @@ class LocalWindow:
                 out.restore_to = log.tail if oldest and reached_a_daemon else 0
                 out.sent = out.acked = floor
                 out.uncertain = 0
+                out.skipped_seen = 0  # a new data set counts its own holes
                 out.fresh = True
                 self._pending[session_id] = None
 

@@ -162,7 +162,7 @@ async def _handle(state: AppState, data: bytes, client: str, instance: str) -> A
         wait_ms = max(1, math.ceil((exc.retry_after_s or 1.0) * 1000))
         return Refused(batch.id, exc.code, exc.message, True, wait_ms)
     tail = None if result.tail_cursor is None else str(result.tail_cursor)
-    return Ack(batch.id, result.accepted, result.duplicates, tail, result.holes)
+    return Ack(batch.id, result.accepted, result.duplicates, tail, result.holes, result.skipped)
 
 
 def _check(state: AppState, batch: Append) -> Refused | None:

@@ -417,7 +417,7 @@ class RedisStore:
             code = reply[1].decode()
             message = REFUSALS[code].format(max_event_bytes=self.limits.max_event_bytes)
             raise AppendRefused(code, message)
-        _, accepted, inc, tail, rev, created, took_over, *trimmed, holes = reply
+        _, accepted, inc, tail, rev, created, took_over, *trimmed, holes, skipped = reply
         for cause, count in zip(("events", "bytes", "age"), trimmed, strict=True):
             self._trimmed[cause] += count
         tail_cursor = None
@@ -431,6 +431,7 @@ class RedisStore:
             created=bool(created),
             took_over=bool(took_over),
             holes=int(holes),
+            skipped=int(skipped),
         )
 
     async def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:

@@ -289,11 +289,11 @@ async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
         assert (await http.get("/v1/sessions/s-1/cursor")).status_code == 404
 
         good = await answer(batch(7, "s-1", [b'{"a":1}', b" [2] ", b'"\xc3\xa9"']))
-        assert good == Ack(7, 3, 0, "lashsc2:w-1:1:3:s-1")
+        assert good == Ack(7, 3, 0, "lashsc2:w-1:1:3:s-1", holes=0, skipped=0)
         page = (await http.get("/v1/sessions/s-1/events", params={"after": "earliest"})).json()
         assert [e["payload"] for e in page["events"]] == [{"a": 1}, [2], "é"]
         assert await answer(batch(8, "s-1", [b"1", b"2", b"3", b"4"])) == Ack(
-            8, 1, 3, "lashsc2:w-1:1:4:s-1"
+            8, 1, 3, "lashsc2:w-1:1:4:s-1", holes=0, skipped=0
         )
         metrics = (await http.get("/metrics")).text
         assert 'livereplay_appends_refused_total{code="invalid_event"} 7.0' in metrics

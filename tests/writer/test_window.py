@@ -38,7 +38,7 @@ class Daemon:
         ]
         result = self.table.append(batch.session_id, INC, events, now, restore_to=batch.restore_to)
         self.restores.append(batch.restore_to)
-        window.acknowledged(batch, result.duplicates, result.holes)
+        window.acknowledged(batch, result.duplicates, result.holes, result.skipped)
 
     def positions(self, session_id: str = "s") -> list[int]:
         log = self.table.get(session_id)
@@ -180,3 +180,29 @@ def test_events_in_flight_to_a_daemon_that_then_lost_everything_are_lost() -> No
     drain(w, daemon)
     assert daemon.positions() == [5, 6, 7, 8]
     assert w.counters.dropped == 4
+
+
+def test_holes_reported_in_an_ack_that_was_lost_are_still_counted() -> None:
+    """The daemon applied a batch that skipped positions and died before its ack left:
+    the next ack's running total of skipped positions tells the writer of that hole."""
+    w = window(0, max_events_per_session=4)
+    w.new_instance()
+    daemon = Daemon()
+    for i in range(4):  # 1..4, acknowledged
+        w.append("s", 1, msgspec.Raw(b"%d" % i), None)
+    drain(w, daemon)
+    for i in range(8):  # 5..12: the window keeps 9..12, so 5..8 are skipped
+        w.append("s", 1, msgspec.Raw(b"%d" % i), None)
+    batch = w.next_batch(LIMITS)
+    assert batch is not None and batch.events[0].position == 9
+    # Applied (the daemon records the hole 5..8), but the ack is lost with the daemon.
+    lost = [EventIn(1, msgspec.Raw(b"0"), e.position) for e in batch.events]
+    assert daemon.table.append("s", INC, lost, 1).holes == 4
+    w.connection_lost()
+    for i in range(8):  # 13..20: the window keeps 17..20, so 13..16 are skipped too
+        w.append("s", 1, msgspec.Raw(b"%d" % i), None)
+    drain(w, daemon)  # the same data set (another daemon on the same Redis)
+    assert daemon.positions()[-4:] == [17, 18, 19, 20]
+    never_held = 20 - len(daemon.positions())
+    assert never_held == 8
+    assert w.counters.dropped == never_held

@@ -14,7 +14,8 @@
 -- Reply: {'refused', code} | {'retry', incarnation, tail} | {'moved'} (the data set is
 --        not the one expected: Redis lost it; nothing is written) |
 --        {'ok', accepted, incarnation, tail, revision, created, took_over,
---         trimmed by events, by bytes, by age, positions skipped as a hole}
+--         trimmed by events, by bytes, by age, positions skipped as a hole,
+--         positions skipped since this log began}
 local meta, stream, holes, superseded = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, inc = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[5])
@@ -34,7 +35,8 @@ if mode == 'd' and ((cur_inc or '') ~= ARGV[3] or (cur_inc and cur_tail ~= ARGV[
   return {'retry', cur_inc or '', cur_tail or '0'}
 end
 if n == 0 then
-  return {'ok', 0, cur_inc or false, cur_tail or '0', cur_rev or '0', 0, 0, 0, 0, 0, '0'}
+  return {'ok', 0, cur_inc or false, cur_tail or '0', cur_rev or '0', 0, 0, 0, 0, 0, '0',
+          redis.call('HGET', meta, 'skipped') or '0'}
 end
 
 -- Stage: which events are new, checked whole before anything is written.
@@ -67,7 +69,7 @@ if fresh then
   end
   redis.call('DEL', stream, holes)
   redis.call('HSET', meta, 'inc', inc, 'tail', '0', 'rev', '0', 'bytes', 0)
-  redis.call('HDEL', meta, 'rto', 'rtu')
+  redis.call('HDEL', meta, 'rto', 'rtu', 'skipped')
   s = {meta = meta, stream = stream, holes = holes, inc = inc, tail = '0', rev = '0',
        bytes = 0, count = 0}
 else
@@ -119,5 +121,12 @@ if restore_to ~= '' and cmp(s.tail, restore_to) < 0 then
 elseif restoring and cmp(s.tail, restoring) >= 0 then
   redis.call('HDEL', meta, 'rto', 'rtu')
 end
+-- Positions skipped since this log began: a writer whose ack was lost learns of the
+-- holes that ack reported from the next one.
+-- It saturates at 2^53, where a Lua number stops being exact (holes can span 2^64).
+local skipped_total = tonumber(redis.call('HGET', meta, 'skipped') or '0') + skipped
+if skipped_total > 9007199254740992 then skipped_total = 9007199254740992 end
+skipped_total = string.format('%.0f', skipped_total)
+if skipped > 0 then redis.call('HSET', meta, 'skipped', skipped_total) end
 return {'ok', accepted, s.inc, s.tail, s.rev, created, took_over, by_events, by_bytes, by_age,
-        string.format('%.0f', skipped)}
+        string.format('%.0f', skipped), skipped_total}
