@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -76,8 +77,8 @@ async def append(request: Request) -> Response:
     return Response(b'{"accepted":%d}' % len(batch.events), media_type="application/json")
 
 
-async def subscribe(ws: WebSocket) -> None:
-    """Live events from the head, one frame each, until the reader goes."""
+async def _follow(ws: WebSocket, send: Callable[[list[bytes]], Awaitable[None]]) -> None:
+    """From the head, hand `send` all that came since its last call, until the reader goes."""
     await ws.accept()
     await ws.send_text('{"type":"hello"}')
     gone: asyncio.Future[Any] = asyncio.ensure_future(ws.receive())
@@ -89,12 +90,21 @@ async def subscribe(ws: WebSocket) -> None:
                 await asyncio.wait({wake, gone}, return_when=asyncio.FIRST_COMPLETED)
                 continue
             events, pos = hub.after(pos)
-            for data in events:
-                await ws.send_bytes(data)
+            await send(events)
     except Exception:
         return
     finally:
         gone.cancel()
+
+
+async def subscribe(ws: WebSocket) -> None:
+    """Live events from the head, one frame each, until the reader goes."""
+
+    async def each(events: list[bytes]) -> None:
+        for data in events:
+            await ws.send_bytes(data)
+
+    await _follow(ws, each)
 
 
 _FRAME_HEAD = b'{"type":"events","events":['
@@ -103,23 +113,12 @@ _FRAME_HEAD = b'{"type":"events","events":['
 async def frames(ws: WebSocket) -> None:
     """Live events from the head, all that came since the last send as one frame of the
     daemon's shape: the least a server can do for the readers' ceiling."""
-    await ws.accept()
-    await ws.send_text('{"type":"hello"}')
-    gone: asyncio.Future[Any] = asyncio.ensure_future(ws.receive())
-    pos = hub.head
-    try:
-        while not gone.done():
-            if pos == hub.head:
-                wake: asyncio.Future[Any] = hub.wake()
-                await asyncio.wait({wake, gone}, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            events, pos = hub.after(pos)
-            body = b",".join(b'{"payload":' + e + b"}" for e in events)
-            await ws.send_bytes(_FRAME_HEAD + body + b"]}")
-    except Exception:
-        return
-    finally:
-        gone.cancel()
+
+    async def together(events: list[bytes]) -> None:
+        body = b",".join(b'{"payload":' + e + b"}" for e in events)
+        await ws.send_bytes(_FRAME_HEAD + body + b"]}")
+
+    await _follow(ws, together)
 
 
 async def backlog(ws: WebSocket) -> None:

@@ -29,6 +29,8 @@ from livereplay._rules import contiguous
 # A window keeps about what a few live frames need: readers further behind read Redis.
 WINDOW_EVENTS: Final = 1024
 WINDOW_BYTES: Final = 4 * 1024 * 1024
+# All of a daemon's windows together: past this, the least recently told are let go.
+WINDOWS_BYTES: Final = 64 * 1024 * 1024
 
 
 class Malformed(ValueError):
@@ -116,11 +118,15 @@ class Window:
 
 
 class Windows:
-    """The windows of the sessions this daemon's readers watch."""
+    """The windows of the sessions this daemon's readers watch, at most WINDOWS_BYTES
+    together: a session whose window was let go is read from Redis until its next
+    message starts a new one."""
 
-    def __init__(self, max_age_ms: int) -> None:
+    def __init__(self, max_age_ms: int, max_bytes: int = WINDOWS_BYTES) -> None:
         self.max_age_ms = max_age_ms
-        self._windows: dict[str, Window] = {}
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes of events held, all windows
+        self._windows: dict[str, Window] = {}  # least recently told first
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -131,27 +137,38 @@ class Windows:
         try:
             told = parse(message)
         except (Malformed, ValueError):
-            self._windows.pop(session_id, None)
+            self.forget(session_id)
             return
         if told.kind == "t":
             return  # events trimmed in Redis may stay here: they were real, and recent
-        window = self._windows.get(session_id)
+        window = self._windows.pop(session_id, None)
         if told.kind != "a" or window is None or window.incarnation != told.incarnation:
+            if window is not None:
+                self.size -= window.size
             if told.kind not in ("a", "n"):
-                self._windows.pop(session_id, None)  # deleted
-                return
-            window = self._windows[session_id] = Window(session_id, told.incarnation)
+                return  # deleted
+            window = Window(session_id, told.incarnation)
+        self._windows[session_id] = window  # now the most recently told
+        self.size -= window.size
         for event in told.events:
             window.add(event)
+        self.size += window.size
+        while self.size > self.max_bytes and len(self._windows) > 1:
+            self.forget(next(iter(self._windows)))
 
     def get(self, session_id: str, now_ms: int) -> Window | None:
         window = self._windows.get(session_id)
         if window is not None:
+            self.size -= window.size
             window.age(now_ms - self.max_age_ms)
+            self.size += window.size
         return window
 
     def forget(self, session_id: str) -> None:
-        self._windows.pop(session_id, None)
+        window = self._windows.pop(session_id, None)
+        if window is not None:
+            self.size -= window.size
 
     def clear(self) -> None:
         self._windows.clear()
+        self.size = 0

@@ -64,6 +64,24 @@ def test_the_window_is_bounded_and_ages_like_the_log() -> None:
     assert windows.get("s", now_ms=1100) is not None and not window.events  # aged out
 
 
+def test_all_windows_together_are_bounded_the_least_recently_told_let_go() -> None:
+    event = b"x" * 100
+    windows = Windows(max_age_ms=10_000, max_bytes=3 * 1000)
+    for session_id in ("a", "b", "c"):
+        windows.told(session_id, told("n", "w-1", *[(p, event) for p in range(1, 10)]))
+    first = windows.get("a", now_ms=10)
+    assert first is not None and windows.size <= 3000 and len(windows) == 3
+    windows.told("a", told("a", "w-1", (10, event)))  # "a" is now the most recently told
+    windows.told("d", told("n", "w-1", *[(p, event) for p in range(1, 10)]))
+    assert windows.get("b", now_ms=10) is None  # let go: its readers read Redis
+    assert windows.get("a", now_ms=10) is not None and windows.get("d", now_ms=10) is not None
+    held = sum(e.size for s in ("a", "c", "d") if (w := windows.get(s, 10)) for e in w.events)
+    assert windows.size == held <= 3000
+    windows.told("d", b"")  # deleted
+    windows.forget("c")
+    assert windows.size == sum(e.size for e in first.events) and len(windows) == 1
+
+
 async def test_live_readers_on_redis_are_served_without_reading_redis(redis_url: str) -> None:
     """Readers at the live edge get every event from the pub/sub messages: the daemon's
     Redis reads stay flat while events stream to them."""
