@@ -47,7 +47,10 @@ def encode_payload(value: Any) -> bytes:
     """The JSON encoding of a payload given as a Python value, refusing what is not I-JSON.
 
     Raises `NotIJson`, or `TypeError` for a value JSON has no form for. A `msgspec.Raw`
-    is JSON text already: it is checked as it is.
+    is JSON text already: it is checked as it is. A value is checked without decoding
+    what it encodes to: msgspec writes only valid JSON (a `msgspec.Raw` nested inside
+    the value is taken as the JSON it claims to be; the daemon checks it), so what is
+    left is what JSON can say and I-JSON cannot: depth and the range of integers.
     """
     if isinstance(value, msgspec.Raw):
         data = bytes(value)
@@ -57,10 +60,20 @@ def encode_payload(value: Any) -> bytes:
         data = _json.encode(value)
     except UnicodeEncodeError:
         raise NotIJson("a string in the payload is not valid Unicode (a lone surrogate)") from None
+    except RecursionError:
+        raise NotIJson(f"the payload is nested deeper than {MAX_DEPTH} levels") from None
     # msgspec writes NaN and the infinities as `null`: only then can there be one.
     if b"null" in data and _has_non_finite(msgspec.to_builtins(value)):
         raise NotIJson("the payload has a number that is not finite (NaN or an infinity)")
-    check_json(data)
+    if len(data) > 2 * MAX_DEPTH and data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        check_json(data)  # deep, perhaps: measure the nesting of what JSON says
+    else:
+        try:
+            _msgpack.encode(value)
+        except OverflowError:
+            raise NotIJson("the payload has an integer outside -2^63..2^64-1") from None
+        except (TypeError, ValueError):
+            check_json(data)  # a type msgpack has no form for: check what JSON says
     return data
 
 

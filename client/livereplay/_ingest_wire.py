@@ -11,7 +11,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from ._wire import U64
+from ._wire import U64, msgpack_array_header
 
 PATH: Final = "/v1/ingest"
 SUBPROTOCOL: Final = "livereplay.ingest.v1"
@@ -42,6 +42,30 @@ class Append(msgspec.Struct, tag="append", tag_field="type", forbid_unknown_fiel
     events: list[IngestEvent]
     incarnation: str | None = None
     restore_to: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+def encode_append(
+    batch_id: int,
+    session_id: str,
+    records: list[bytes],
+    incarnation: str | None = None,
+    restore_to: int | None = None,
+) -> bytes:
+    """An `Append` message around events already encoded (each an `IngestEvent`):
+    its other fields, then `events` last, so the events' bytes are joined, not re-encoded."""
+    fields = encoder.encode(
+        {
+            "type": "append",
+            "id": batch_id,
+            "session_id": session_id,
+            "incarnation": incarnation,
+            "restore_to": restore_to,
+        }
+    )
+    # A map of five pairs is one byte, 0x85: one more pair, `events`, follows them.
+    return b"".join(
+        (b"\x86", fields[1:], b"\xa6events", msgpack_array_header(len(records)), *records)
+    )
 
 
 class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
@@ -100,5 +124,6 @@ class BatchIdOnly(msgspec.Struct):
 
 encoder: Final = msgspec.msgpack.Encoder()
 append_decoder: Final = msgspec.msgpack.Decoder(Append)
+event_decoder: Final = msgspec.msgpack.Decoder(IngestEvent)
 batch_id_decoder: Final = msgspec.msgpack.Decoder(BatchIdOnly)
 server_decoder: Final = msgspec.msgpack.Decoder(ServerMessage)

@@ -30,12 +30,10 @@ from ._ingest_wire import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,
     Ack,
-    Append,
     Error,
-    IngestEvent,
     Refused,
     Welcome,
-    encoder,
+    encode_append,
     server_decoder,
 )
 from ._log import Limits
@@ -51,10 +49,20 @@ LOSS_LOG_INTERVAL_S: Final = 5.0
 class WriterOptions:
     """Bounds and timings of one writer client. Every buffer is bounded by these."""
 
-    # The local window (also the send buffer): retention per session and overall.
-    window: Limits = field(default_factory=lambda: Limits(memory_budget_bytes=64 * MiB))
-    max_batch_events: int = 512
-    max_batch_bytes: int = 1 * MiB
+    # The local window (also the send buffer): retention per session and overall, sized
+    # in bytes (a burst of small events must not overflow it while the daemon keeps up).
+    window: Limits = field(
+        default_factory=lambda: Limits(
+            max_events_per_session=1_000_000,
+            max_bytes_per_session=8 * MiB,
+            memory_budget_bytes=64 * MiB,
+        )
+    )
+    # As large as the daemon takes by default: under load a batch gathers what was
+    # appended while the last was in flight, and each batch costs the sender thread a
+    # few turns of the GIL, which a thread appending in a tight loop must give up.
+    max_batch_events: int = 4096
+    max_batch_bytes: int = 4 * MiB
     # Batches sent and not yet acknowledged, per connection.
     max_in_flight: int = 4
     # How long an idle connection waits to gather a batch after the first event.
@@ -338,11 +346,9 @@ class Sender:
         return self._stop_now or time.monotonic() >= self._deadline
 
     def _encode(self, batch_id: int, batch: Batch) -> bytes:
-        events = [_ingest_event(e.data) for e in batch.events]
-        message = Append(
-            batch_id, batch.session_id, events, self.window.incarnation, batch.restore_to
+        return encode_append(
+            batch_id, batch.session_id, batch.records, self.window.incarnation, batch.restore_to
         )
-        return encoder.encode(message)
 
     async def _read_answers(
         self, ws: ClientConnection, in_flight: deque[tuple[int, Batch]]
@@ -383,7 +389,7 @@ class Sender:
         if answer.code != "incarnation_superseded":
             log.error(
                 "livereplay daemon refused %d events of session %s: %s (%s)",
-                len(batch.events),
+                len(batch.records),
                 batch.session_id,
                 answer.code,
                 answer.message,
@@ -401,23 +407,6 @@ class Sender:
             )
             self._logged_dropped = dropped
             self._loss_logged_at = now
-
-
-class _Envelope(msgspec.Struct):
-    """What the ingest message needs of a stored event's JSON."""
-
-    revision: int
-    position: int
-    turn_id: str | None
-    payload: msgspec.Raw
-
-
-_envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
-
-
-def _ingest_event(data: bytes) -> IngestEvent:
-    e = _envelope_decoder.decode(data)
-    return IngestEvent(e.revision, bytes(e.payload), e.position, e.turn_id)
 
 
 def _bytes(message: str | bytes) -> bytes:

@@ -1,4 +1,10 @@
-"""The writer client's local window: one `SessionTable` plus what the sender must know.
+"""The writer client's local window: per session, a ring of encoded events and the
+sender's bookkeeping.
+
+Each event is kept as its ingest encoding (docs/INGEST.md: a msgpack map with the
+payload's JSON inside), made once at append; a batch is those bytes joined under a
+header, so the sender does no per-event work. Positions are the writer's own and
+consecutive, so an event's place in the ring follows from its position.
 
 The window is also the send buffer. The sender keeps, per session, the highest
 position it has written to the current connection (`sent`) and the highest the
@@ -7,26 +13,41 @@ what it sends next. So memory is bounded by the window's own retention limits,
 and an event that retention trims before it was sent is exactly the hole the
 daemon will serve as `writer_overflow`: it is counted here as dropped.
 
-Plain synchronous code under one short lock, never held during I/O.
+Plain synchronous code under one short lock, never held during I/O. The clock is
+passed in (`clock`), so tests drive retention by age without sleeping.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from array import array
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import itemgetter
+from typing import Final
 
 import msgspec
 
-from ._log import Limits, SessionLog, SessionTable, StoredEvent
-from ._rules import Snapshot
-from ._wire import EventIn
+from ._cursor import Cursor
+from ._ingest_wire import IngestEvent, encoder, event_decoder
+from ._log import AppendRefused, Limits, StoredEvent
+from ._rules import Head, Snapshot
+from ._wire import RecordEncoder, record_size
 
 # The daemon's answer to an old writer after a new one took the session over.
-SUPERSEDED = "incarnation_superseded"
+SUPERSEDED: Final = "incarnation_superseded"
+# What one retained event costs beyond its encoding: its bytes' header and its slot.
+RECORD_COST: Final = 48
+# A ring lets go of the slots of trimmed events once this many have gathered.
+COMPACT_AFTER: Final = 1024
+# The most an event's record adds to its payload, given the sizes of its parts
+# (`record_size` is exact; this bound lets most appends skip it).
+_ENVELOPE_BOUND: Final = 200
 
 
 def now_ms() -> int:
@@ -50,12 +71,94 @@ class Outbox:
     superseded: bool = False
 
 
+@dataclass(slots=True)
+class Ring:
+    """One session's retained events, oldest first, and the sender's progress through it."""
+
+    session_id: str
+    out: Outbox = field(default_factory=Outbox)
+    # The retained records and their append times are those from index `head` on; the
+    # slots before it are let go in bulk.
+    records: list[bytes] = field(default_factory=list)
+    stamps: array[int] = field(default_factory=lambda: array("q"))
+    head: int = 0
+    first: int = 1  # the oldest retained event's position (tail + 1 when none is)
+    tail: int = 0
+    size: int = 0  # bytes of the retained records
+    revision: int = 0  # of the last event appended
+    # Where the revision changes, oldest first: (first position, revision). The first
+    # run may start before `first`.
+    runs: deque[tuple[int, int]] = field(default_factory=deque)
+
+    @property
+    def count(self) -> int:
+        return self.tail - self.first + 1
+
+    def push(self, record: bytes, revision: int, ts_ms: int) -> None:
+        self.records.append(record)
+        self.stamps.append(ts_ms)
+        self.tail += 1
+        self.size += len(record)
+        if not self.runs or revision != self.revision:
+            self.runs.append((self.tail, revision))
+        self.revision = revision
+
+    def pop_oldest(self) -> int:
+        """Let the oldest retained event go; its size."""
+        records = self.records
+        size = len(records[self.head])
+        records[self.head] = b""
+        self.head += 1
+        self.first += 1
+        self.size -= size
+        if self.head >= COMPACT_AFTER and 2 * self.head >= len(records):
+            del records[: self.head]
+            del self.stamps[: self.head]
+            self.head = 0
+        runs = self.runs
+        while len(runs) > 1 and runs[1][0] <= self.first:
+            runs.popleft()
+        return size
+
+    def oldest_ts(self) -> int:
+        return self.stamps[self.head]
+
+    def ts_of(self, position: int) -> int:
+        return self.stamps[self.head + position - self.first]
+
+    def revision_of(self, position: int) -> int:
+        runs = self.runs
+        return runs[bisect.bisect_right(runs, position, key=itemgetter(0)) - 1][1]
+
+    def after(self, position: int, limit: int, max_bytes: int) -> list[bytes]:
+        """Retained records after `position`: at most `limit`, and at most `max_bytes` of
+        them unless the first alone is larger."""
+        start = self.head + max(0, position + 1 - self.first)
+        page = self.records[start : start + limit]
+        if sum(map(len, page)) <= max_bytes:
+            return page
+        fits = bisect.bisect_right(list(accumulate(map(len, page))), max_bytes)
+        return page[: max(fits, 1)]
+
+    def oldest_newer_than(self, revision: int) -> int | None:
+        """The position of the oldest retained event of a revision above `revision`."""
+        for start, rev in self.runs:
+            if rev > revision:
+                return start if start >= self.first else self.first
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     session_id: str
-    events: list[StoredEvent]
+    records: list[bytes]  # each event's ingest encoding, in position order
     last: int  # the highest position it covers (an event too large to send is skipped)
     restore_to: int | None = None  # part of restoring the window (ingest `restore_to`)
+
+    @property
+    def events(self) -> list[IngestEvent]:
+        """The events decoded (for refusals and tests; the sender sends `records`)."""
+        return [event_decoder.decode(r) for r in self.records]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +186,17 @@ class Counters:
 class LocalWindow:
     """Every session this client writes, its retention, and the sender's bookkeeping."""
 
-    def __init__(self, incarnation: str, limits: Limits) -> None:
+    def __init__(self, incarnation: str, limits: Limits, clock: Callable[[], int] = now_ms) -> None:
         self.incarnation = incarnation
         self.limits = limits
+        self.clock = clock
         self.counters = Counters()
         self._lock = threading.Lock()
-        self._table = SessionTable(limits)
-        self._out: dict[str, Outbox] = {}
+        self._rings: dict[str, Ring] = {}
+        # The sessions that retain events, least recently appended first: the budget's order.
+        self._holding: OrderedDict[str, Ring] = OrderedDict()
+        self._retained_events = 0
+        self._retained_bytes = 0
         # Sessions with events after `sent`, in the order the sender should visit them.
         self._pending: OrderedDict[str, None] = OrderedDict()
         self._watchers: dict[str, weakref.WeakSet[Watcher]] = {}
@@ -99,24 +206,107 @@ class LocalWindow:
     # -- the runtime's side ----------------------------------------------------
 
     def append(
-        self, session_id: str, revision: int, payload: msgspec.Raw, turn_id: str | None
+        self, session_id: str, revision: int, payload: bytes | msgspec.Raw, turn_id: str | None
     ) -> tuple[int, int]:
-        """Record one event; its (position, ts). Raises `AppendRefused` for an event
-        larger than the window's `max_event_bytes`, having recorded nothing."""
-        ts = now_ms()
+        """Record one event (its payload's JSON); its (position, ts). Raises `AppendRefused`
+        for an event whose record would be larger than `max_event_bytes` or a session
+        beyond `max_sessions`, having recorded nothing."""
+        data = payload if isinstance(payload, bytes) else bytes(payload)
+        limits = self.limits
+        ts = self.clock()
         with self._lock:
-            log = self._table.get(session_id)
-            position = (log.tail if log is not None else 0) + 1
-            event = EventIn(revision, payload, position, turn_id)
-            self._table.append(session_id, self.incarnation, [event], ts)
-            if session_id not in self._out:
-                self._out[session_id] = Outbox()
+            ring = self._rings.get(session_id)
+            if ring is None:
+                ring = self._open(session_id)
+            position = ring.tail + 1
+            self._check_size(session_id, turn_id, revision, position, data, ts)
+            record = encoder.encode(IngestEvent(revision, data, position, turn_id))
+            ring.push(record, revision, ts)
+            self._retained_events += 1
+            self._retained_bytes += len(record)
+            if (
+                ring.count > limits.max_events_per_session
+                or ring.size > limits.max_bytes_per_session
+                or ring.oldest_ts() <= ts - limits.max_age_ms
+            ):
+                self._enforce(ring, ts)
+            holding = self._holding
+            holding[session_id] = ring
+            holding.move_to_end(session_id)
+            if self._cost() > limits.memory_budget_bytes:
+                self._enforce_budget()
             self._pending[session_id] = None
             self.counters.appended += 1
-            watchers = list(self._watchers.get(session_id, ()))
-        for watcher in watchers:
+            watchers = self._watchers.get(session_id)
+            woken = list(watchers) if watchers else ()
+        for watcher in woken:
             watcher.wake()
         return position, ts
+
+    def _open(self, session_id: str) -> Ring:
+        if len(self._rings) >= self.limits.max_sessions:
+            raise AppendRefused(
+                "too_many_sessions", f"the window holds its limit of {len(self._rings)} sessions"
+            )
+        ring = self._rings[session_id] = Ring(session_id)
+        return ring
+
+    def _check_size(
+        self,
+        session_id: str,
+        turn_id: str | None,
+        revision: int,
+        position: int,
+        data: bytes,
+        ts: int,
+    ) -> None:
+        """The daemon stores the event's record (PROTOCOL.md section 2): refuse it here
+        when that would be larger than it takes."""
+        limit = self.limits.max_event_bytes
+        bound = len(data) + 2 * len(session_id) + 2 * len(self.incarnation) + _ENVELOPE_BOUND
+        if turn_id is not None:
+            bound += 6 * len(turn_id)
+        if bound <= limit:
+            return
+        size = record_size(session_id, self.incarnation, turn_id, revision, position, ts, data)
+        if size > limit:
+            raise AppendRefused(
+                "event_too_large", f"an event's JSON encoding is larger than {limit} bytes"
+            )
+
+    def _cost(self) -> int:
+        return self._retained_bytes + RECORD_COST * self._retained_events
+
+    def _drop(self, ring: Ring) -> None:
+        self._retained_bytes -= ring.pop_oldest()
+        self._retained_events -= 1
+        if ring.count == 0:
+            self._holding.pop(ring.session_id, None)
+
+    def _enforce(self, ring: Ring, now: int) -> int:
+        """The session's own retention: events, bytes, age. How many it let go."""
+        limits = self.limits
+        before = ring.count
+        while ring.count > limits.max_events_per_session:
+            self._drop(ring)
+        while ring.size > limits.max_bytes_per_session:
+            self._drop(ring)
+        horizon = now - limits.max_age_ms
+        while ring.count and ring.oldest_ts() <= horizon:
+            self._drop(ring)
+        return before - ring.count
+
+    def _enforce_budget(self) -> None:
+        """Within the memory budget: the oldest events of the least recently appended
+        sessions go first, and the session just appended to last."""
+        budget = self.limits.memory_budget_bytes
+        holding = self._holding
+        while self._cost() > budget and holding:
+            self._drop(next(iter(holding.values())))
+
+    def knows(self, session_id: str) -> bool:
+        """Whether the window holds the session (so its id was valid)."""
+        return session_id in self._rings
 
     def has_pending(self) -> bool:
         return bool(self._pending)
@@ -124,33 +314,50 @@ class LocalWindow:
     def snapshot(self, session_id: str, after: int, limit: int) -> Snapshot:
         """The session's head and events after `after`, read together (age applied first)."""
         with self._lock:
-            self._table.trim(session_id, now_ms())
-            return Snapshot.of(self._table.get(session_id), after, limit, 2**62)
+            ring = self._rings.get(session_id)
+            if ring is None:
+                return Snapshot(None)
+            self._enforce(ring, self.clock())
+            records = ring.after(after, limit, 2**62)
+            start = max(after + 1, ring.first)
+            events = [self._stored(ring, start + i, r) for i, r in enumerate(records)]
+            oldest = None
+            if ring.count:
+                revision = ring.revision_of(ring.first)
+                oldest = Cursor(self.incarnation, revision, ring.first, session_id)
+            head = Head(session_id, self.incarnation, ring.tail, ring.revision, oldest)
+            return Snapshot(head, events)
+
+    def _stored(self, ring: Ring, position: int, record: bytes) -> StoredEvent:
+        """A retained event as the daemon would store it, for reading the window here."""
+        event = event_decoder.decode(record)
+        ts = ring.ts_of(position)
+        data = RecordEncoder(ring.session_id, self.incarnation, ts).encode(
+            event.turn_id, event.revision, position, event.payload
+        )
+        return StoredEvent(position, event.revision, ts, data)
 
     def current_position(self, session_id: str, revision: int) -> int:
         """The last acknowledged position, kept before any held event of a newer revision:
         never ahead of the daemon, so a host reading it from here at worst replays more."""
         with self._lock:
-            log = self._table.get(session_id)
-            out = self._out.get(session_id)
-            if log is None or out is None:
+            ring = self._rings.get(session_id)
+            if ring is None:
                 return 0
-            position = min(out.acked, log.tail)
-            newer = [e.position for e in log.events if e.revision > revision]
-            return min(position, min(newer) - 1) if newer else position
+            position = min(ring.out.acked, ring.tail)
+            newer = ring.oldest_newer_than(revision)
+            return position if newer is None else min(position, newer - 1)
 
     def earliest(self, session_id: str) -> int | None:
         """The position before the oldest retained event (the tail if none); None if unknown."""
         with self._lock:
-            log = self._table.get(session_id)
-            if log is None:
-                return None
-            oldest = log.oldest
-            return oldest.position - 1 if oldest else log.tail
+            ring = self._rings.get(session_id)
+            return None if ring is None else ring.first - 1
 
     def trim(self, session_id: str) -> int:
         with self._lock:
-            return self._table.trim(session_id, now_ms()) or 0
+            ring = self._rings.get(session_id)
+            return 0 if ring is None else self._enforce(ring, self.clock())
 
     def watch(self, session_id: str, watcher: Watcher) -> None:
         with self._lock:
@@ -177,57 +384,68 @@ class LocalWindow:
         with self._lock:
             while self._pending:
                 session_id = next(iter(self._pending))
-                log = self._table.get(session_id)
-                if log is None:
-                    del self._pending[session_id]
-                    continue
-                out = self._out[session_id]
-                batch = self._take(log, out, limits)
-                if out.sent >= log.tail:
+                ring = self._rings[session_id]
+                batch = self._take(ring, limits)
+                if ring.out.sent >= ring.tail:
                     del self._pending[session_id]
                 else:
                     self._pending.move_to_end(session_id)
                 if batch is not None:
-                    self.counters.sent += len(batch.events)
+                    self.counters.sent += len(batch.records)
                     return batch
             return None
 
-    def _take(self, log: SessionLog, out: Outbox, limits: BatchLimits) -> Batch | None:
+    def _take(self, ring: Ring, limits: BatchLimits) -> Batch | None:
         """The session's next batch; advances `sent` past everything it covers."""
+        out = ring.out
         if out.superseded:
-            self._count(out, log.tail, refused=True)
-            out.sent = log.tail
+            self._count(out, ring.tail, refused=True)
+            out.sent = ring.tail
             return None
-        oldest = log.oldest
-        if oldest is None:
-            out.sent = log.tail
+        if ring.count == 0:
+            out.sent = ring.tail
             return None
-        if oldest.position > out.sent + 1:
+        if ring.first > out.sent + 1:
             # Retention trimmed events before they were sent here. A daemon instance
             # that already holds the session records the skipped positions as a hole and
             # says how many in its ack; one that holds nothing takes the first position
             # as the floor, so what no instance ever acknowledged is lost: count it now.
             if out.fresh:
-                self._count(out, oldest.position - 1, refused=False)
-            out.sent = oldest.position - 1
+                self._count(out, ring.first - 1, refused=False)
+            out.sent = ring.first - 1
         out.fresh = False
         restoring = out.restore_to > out.sent
-        events = log.after(
+        records = ring.after(
             out.sent,
             limits.restore_max_events if restoring else limits.max_events,
             limits.restore_max_bytes if restoring else limits.max_bytes,
         )
-        sendable = [e for e in events if e.size <= limits.max_event_bytes]
-        if len(sendable) < len(events):
-            # Larger than the daemon takes: refused here rather than poisoning the batch.
-            self.counters.refused += sum(
-                1 for e in events if e.size > limits.max_event_bytes and e.position > out.counted
-            )
-            out.counted = max(out.counted, events[-1].position)
-        out.sent = events[-1].position
-        if not sendable:
-            return None
-        return Batch(log.session_id, sendable, out.sent, out.restore_to if restoring else None)
+        first = out.sent + 1
+        out.sent += len(records)
+        if limits.max_event_bytes < self.limits.max_event_bytes:
+            records = self._sendable(ring, first, records, limits.max_event_bytes)
+            if not records:
+                return None
+        return Batch(ring.session_id, records, out.sent, out.restore_to if restoring else None)
+
+    def _sendable(self, ring: Ring, first: int, records: list[bytes], limit: int) -> list[bytes]:
+        """The records the daemon takes (its `max_event_bytes` is below the window's):
+        larger ones are refused here rather than poisoning the batch."""
+        out = ring.out
+        sendable = []
+        for position, record in enumerate(records, first):
+            event = event_decoder.decode(record)
+            ts = ring.ts_of(position)
+            size = record_size(
+                ring.session_id, self.incarnation, event.turn_id, event.revision, position, ts,
+                event.payload,
+            )  # fmt: skip
+            if size <= limit:
+                sendable.append(record)
+            elif position > out.counted:
+                self.counters.refused += 1
+        out.counted = max(out.counted, out.sent)
+        return sendable
 
     def _count(self, out: Outbox, through: int, *, refused: bool) -> None:
         """Count the positions after any that may have reached a daemon, through `through`,
@@ -246,12 +464,12 @@ class LocalWindow:
         """The daemon holds the batch; `holes` positions before it it never received, and
         `skipped` positions the session's log has skipped since it began (None: not said)."""
         with self._lock:
-            out = self._out[batch.session_id]
+            out = self._rings[batch.session_id].out
             out.acked = max(out.acked, batch.last)
             out.ever_acked = max(out.ever_acked, batch.last)
             if out.restore_to and out.acked >= out.restore_to:
                 out.restore_to = 0
-            self.counters.acknowledged += len(batch.events)
+            self.counters.acknowledged += len(batch.records)
             self.counters.duplicates += duplicates
             if skipped is None:
                 self.counters.dropped += holes
@@ -264,10 +482,11 @@ class LocalWindow:
 
     def refused(self, batch: Batch, code: str) -> None:
         """A final refusal: the batch will never be accepted, so it is not sent again."""
+        positions = [e.position or 0 for e in batch.events]
         with self._lock:
-            out = self._out[batch.session_id]
+            out = self._rings[batch.session_id].out
             out.acked = max(out.acked, batch.last)
-            self.counters.refused += sum(1 for e in batch.events if e.position > out.counted)
+            self.counters.refused += sum(1 for p in positions if p > out.counted)
             out.counted = max(out.counted, batch.last)
             if out.restore_to and out.acked >= out.restore_to:
                 out.restore_to = 0
@@ -279,7 +498,8 @@ class LocalWindow:
     def connection_lost(self) -> None:
         """What was in flight is sent again from the last acknowledged position."""
         with self._lock:
-            for session_id, out in self._out.items():
+            for session_id, ring in self._rings.items():
+                out = ring.out
                 if out.sent > out.acked:
                     out.uncertain = max(out.uncertain, out.sent)
                     out.sent = out.acked
@@ -289,12 +509,11 @@ class LocalWindow:
         """The daemon lost its memory (or this is the first daemon): every session's
         retained window goes again, oldest first, in as many batches as it takes."""
         with self._lock:
-            for session_id, out in self._out.items():
-                log = self._table.get(session_id)
-                if log is None or out.superseded:
+            for session_id, ring in self._rings.items():
+                out = ring.out
+                if out.superseded:
                     continue
-                oldest = log.oldest
-                floor = oldest.position - 1 if oldest else log.tail
+                floor = ring.first - 1
                 # What retention trimmed and no instance acknowledged is lost now, those
                 # in flight to the instance that is gone included.
                 lost_from = max(out.counted, out.ever_acked)
@@ -303,7 +522,7 @@ class LocalWindow:
                     out.counted = floor
                 # Hosts may hold cursors into what an earlier instance had: restore it all.
                 reached_a_daemon = max(out.ever_acked, out.uncertain, out.sent) > 0
-                out.restore_to = log.tail if oldest and reached_a_daemon else 0
+                out.restore_to = ring.tail if ring.count and reached_a_daemon else 0
                 out.sent = out.acked = floor
                 out.uncertain = 0
                 out.skipped_seen = 0  # a new data set counts its own holes
@@ -314,19 +533,17 @@ class LocalWindow:
         """The window's figures now, counting drops the sender has not reached yet."""
         with self._lock:
             buffered = in_flight = unnoticed = 0
-            for session_id, out in self._out.items():
-                log = self._table.get(session_id)
-                if log is None or out.superseded:
+            for ring in self._rings.values():
+                out = ring.out
+                if out.superseded:
                     continue
-                oldest = log.oldest
-                floor = oldest.position - 1 if oldest else log.tail
-                buffered += max(0, log.tail - max(out.acked, floor))
+                floor = ring.first - 1
+                buffered += max(0, ring.tail - max(out.acked, floor))
                 in_flight += max(0, out.sent - out.acked)
                 seen = max(out.sent, out.counted, out.ever_acked, out.uncertain)
                 unnoticed += max(0, floor - seen)
-            table = self._table
-            retained = table.retained_events
-            return Figures(buffered, in_flight, unnoticed, retained, table.retained_bytes)
+            retained = self._retained_events
+            return Figures(buffered, in_flight, unnoticed, retained, self._retained_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +572,7 @@ __all__ = [
     "Figures",
     "LocalWindow",
     "Outbox",
+    "Ring",
     "Watcher",
     "now_ms",
 ]

@@ -6,7 +6,7 @@ concatenating stored bytes, so a reader costs no per-event encoding.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
@@ -22,6 +22,20 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     payload: msgspec.Raw
     position: Annotated[int, msgspec.Meta(ge=1)] | None = None
     turn_id: str | None = None
+
+
+class NewEvent(Protocol):
+    """An event to append, as any channel carries it (`EventIn` over HTTP, the ingest
+    socket's `IngestEvent`): the payload is its JSON text, checked and kept as it is."""
+
+    @property
+    def revision(self) -> int: ...
+    @property
+    def payload(self) -> bytes | msgspec.Raw: ...
+    @property
+    def position(self) -> int | None: ...
+    @property
+    def turn_id(self) -> str | None: ...
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,6 +115,21 @@ class RecordEncoder:
                 b"}",
             )
         )
+
+
+def record_size(
+    session_id: str,
+    incarnation: str,
+    turn_id: str | None,
+    revision: int,
+    position: int,
+    ts_ms: int,
+    payload: bytes,
+) -> int:
+    """The length of the record `RecordEncoder` makes, without making it."""
+    return len(
+        RecordEncoder(session_id, incarnation, ts_ms).encode(turn_id, revision, position, b"")
+    ) + len(payload)
 
 
 def _turn(turn_id: str) -> bytes:

@@ -22,9 +22,7 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
-
-from ._cursor import U64_MAX, Cursor, parse_cursor, valid_session_id
+from ._cursor import PREFIX, U64_MAX, Cursor, parse_cursor, valid_session_id
 from ._ijson import encode_payload
 from ._ingest_wire import PATH
 from ._rules import Gap, read_page
@@ -97,6 +95,7 @@ class LiveReplayClient:
         self.options = options or WriterOptions()
         self.incarnation = uuid.uuid4().hex
         self.url = ingest_url(url)
+        self._cursor_head = f"{PREFIX}{self.incarnation}:"
         self._window = LocalWindow(self.incarnation, self.options.window)
         self._sender = Sender(self.url, self._window, self.options, token)
         self._closed = False
@@ -132,14 +131,14 @@ class LiveReplayClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
-        if not valid_session_id(session_id):
+        if not self._window.knows(session_id) and not valid_session_id(session_id):
             raise ValueError("a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -")
         if not isinstance(revision, int) or not 0 <= revision <= U64_MAX:
             raise ValueError("a revision is an unsigned 64-bit integer")
         data = encode_payload(payload)
-        position, ts = self._window.append(session_id, revision, msgspec.Raw(data), turn_id)
+        position, ts = self._window.append(session_id, revision, data, turn_id)
         self._sender.notify()
-        cursor = str(Cursor(self.incarnation, revision, position, session_id))
+        cursor = f"{self._cursor_head}{revision}:{position}:{session_id}"
         return EventOut(
             session_id, self.incarnation, turn_id, revision, position, cursor, ts, payload
         )
