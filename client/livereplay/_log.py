@@ -12,14 +12,14 @@ import hashlib
 import uuid
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import attrgetter
+from operator import itemgetter
 from typing import Final
 
-from ._cursor import Cursor, valid_incarnation
-from ._wire import U64_MAX, EventIn, RecordEncoder, event_json_to_msgpack
+from ._cursor import PREFIX, Cursor, valid_incarnation
+from ._wire import U64_MAX, NewEvent, RecordEncoder, event_json_to_msgpack
 
 MiB: Final = 1024 * 1024
 # How many superseded incarnations a session remembers (to refuse their appends).
@@ -29,6 +29,8 @@ MAX_SUPERSEDED: Final = 64
 MAX_SKIPPED: Final = 2**53
 # How many holes (skipped position ranges) a session remembers.
 MAX_HOLES: Final = 256
+# A session's columns let go of the slots of trimmed events once this many gathered.
+COMPACT_AFTER: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,8 @@ class TrimCause(StrEnum):
 # What holding things costs this process beyond their own bytes (CPython 3.11, 64-bit;
 # tests/core/test_cost.py checks them against tracemalloc). The memory budget counts
 # every byte a session holds: events, their msgpack copies and the session itself.
-EVENT_COST: Final = 176  # a StoredEvent, its ints, its bytes' header, its deque slot
-PACKED_COST: Final = 40  # the header of an event's msgpack copy
+EVENT_COST: Final = 58  # its record's header, its list slot, its position, its share of runs
+PACKED_COST: Final = 96  # a msgpack copy's header and its entry (a position) in a dict
 SESSION_COST: Final = 1400  # a SessionLog, its deque, its table entries, its SessionMeta
 HOLE_COST: Final = 32  # two unsigned ints in a growing array
 DIGEST_BYTES: Final = 8  # a superseded incarnation is remembered by a digest this long
@@ -74,12 +76,18 @@ class Ledger:
 
 @dataclass(slots=True)
 class StoredEvent:
+    """One event: its position, revision, time and record (its JSON, as served).
+
+    A session log does not keep these objects (see `Retained`); it hands them out
+    for reading, and takes them in to append.
+    """
+
     position: int
     revision: int
     ts_ms: int
     data: bytes
     _packed: bytes | None = None
-    _log: SessionLog | None = None  # the session holding it, charged for its msgpack copy
+    _log: SessionLog | None = None  # the session holding it, which keeps its msgpack copy
 
     @property
     def size(self) -> int:
@@ -87,17 +95,144 @@ class StoredEvent:
 
     @property
     def packed(self) -> bytes:
-        """The msgpack encoding, made on first demand and kept (and paid for)."""
+        """The msgpack encoding, made on first demand and kept (and paid for) by the log."""
         if self._packed is None:
-            self._packed = event_json_to_msgpack(self.data)
-            if self._log is not None:
-                self._log.charge(PACKED_COST + len(self._packed))
+            log = self._log
+            if log is None:
+                self._packed = event_json_to_msgpack(self.data)
+            else:
+                self._packed = log.events.packed(self.position, self.data, log.charge)
         return self._packed
 
+
+class Retained:
+    """A session's retained events, oldest first, kept by column.
+
+    Per event: its record in a list, its position in an array; revision and time in
+    runs (a batch shares both). So an event costs little more than its record,
+    where an object per event would add half as much again. msgpack copies are kept
+    only for the events a msgpack reader asked for. Slots of events let go are
+    released in bulk; `_base` counts them, so a run's index never moves.
+    """
+
+    __slots__ = ("_base", "_data", "_head", "_packed", "_positions", "_runs", "_size", "owner")
+
+    def __init__(self) -> None:
+        self.owner: SessionLog | None = None  # the log whose events these are
+        self._data: list[bytes] = []
+        self._positions = array("Q")
+        self._head = 0  # index of the oldest retained event in `_data`
+        self._base = 0  # events released before `_data[0]`
+        # (index of the first event, ts_ms, revision), oldest first; indices count
+        # from the first event ever held (so `_base` + list index).
+        self._runs: deque[tuple[int, int, int]] = deque()
+        self._packed: dict[int, bytes] = {}  # position -> msgpack copy
+        self._size = 0  # bytes of the retained records
+
+    def __len__(self) -> int:
+        return len(self._data) - self._head
+
+    def __bool__(self) -> bool:
+        return len(self._data) > self._head
+
+    def __iter__(self) -> Iterator[StoredEvent]:
+        for i in range(self._head, len(self._data)):
+            yield self._event(i)
+
+    def __getitem__(self, i: int) -> StoredEvent:
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("no such retained event")
+        return self._event(self._head + i)
+
     @property
-    def cost(self) -> int:
-        packed = self._packed
-        return EVENT_COST + len(self.data) + (0 if packed is None else PACKED_COST + len(packed))
+    def size(self) -> int:
+        return self._size
+
+    def _event(self, i: int) -> StoredEvent:
+        runs = self._runs
+        at = bisect.bisect_right(runs, self._base + i, key=itemgetter(0)) - 1
+        _, ts_ms, revision = runs[at]
+        position = self._positions[i]
+        packed = self._packed.get(position)
+        return StoredEvent(position, revision, ts_ms, self._data[i], packed, self.owner)
+
+    def first_position(self) -> int:
+        return self._positions[self._head]
+
+    def oldest_ts(self) -> int:
+        return self._runs[0][1]  # runs before the oldest event's are let go with it
+
+    def append(self, position: int, revision: int, ts_ms: int, data: bytes) -> None:
+        index = self._base + len(self._data)
+        self._data.append(data)
+        self._positions.append(position)
+        self._size += len(data)
+        runs = self._runs
+        if not runs or runs[-1][1] != ts_ms or runs[-1][2] != revision:
+            runs.append((index, ts_ms, revision))
+
+    def popleft(self) -> tuple[int, int]:
+        """Let the oldest event go: its position and the bytes it held (msgpack copy
+        included)."""
+        head = self._head
+        data = self._data
+        size = len(data[head])
+        position = self._positions[head]
+        packed = self._packed.pop(position, None)
+        data[head] = b""
+        self._size -= size
+        head += 1
+        runs = self._runs
+        while len(runs) > 1 and runs[1][0] <= self._base + head:
+            runs.popleft()
+        if head >= COMPACT_AFTER and 2 * head >= len(data):
+            del data[:head]
+            del self._positions[:head]
+            self._base += head
+            head = 0
+        self._head = head
+        if not self:
+            runs.clear()
+        return position, size + (0 if packed is None else PACKED_COST + len(packed))
+
+    def clear(self) -> None:
+        self._base += len(self._data)
+        self._data.clear()
+        self._positions = array("Q")
+        self._head = 0
+        self._runs.clear()
+        self._packed.clear()
+        self._size = 0
+
+    def index_after(self, position: int) -> int:
+        """The index of the first retained event with a position above `position`."""
+        return bisect.bisect_right(self._positions, position, lo=self._head)
+
+    def page(self, start: int, limit: int, max_bytes: int) -> list[StoredEvent]:
+        """Events from index `start`: at most `limit`, and at most `max_bytes` of them
+        unless the first alone is larger."""
+        page: list[StoredEvent] = []
+        size = 0
+        for i in range(start, min(start + limit, len(self._data))):
+            size += len(self._data[i])
+            if page and size > max_bytes:
+                break
+            page.append(self._event(i))
+        return page
+
+    def packed(self, position: int, data: bytes, charge: Callable[[int], None]) -> bytes:
+        """The msgpack copy of a retained event, made once and kept while it is retained."""
+        packed = self._packed.get(position)
+        if packed is None:
+            packed = event_json_to_msgpack(data)
+            at = self.index_after(position - 1)
+            if at < len(self._data) and self._positions[at] == position:
+                self._packed[position] = packed
+                charge(PACKED_COST + len(packed))
+        return packed
 
 
 class Holes:
@@ -138,7 +273,6 @@ class AppendRefused(Exception):
 class AppendResult:
     accepted: int
     duplicates: int
-    cursors: list[Cursor]
     tail_cursor: Cursor | None  # None only for an empty batch to an unknown session
     created: bool
     took_over: bool
@@ -146,6 +280,32 @@ class AppendResult:
     # Positions skipped as holes since this log began, this batch's included: a writer
     # that lost an ack still learns of the holes it reported (from the next ack).
     skipped: int = 0
+    incarnation: str = ""  # the batch's events', when it had any
+    assigned_from: int = 0  # the position given to the first event that came without one
+    events: Sequence[NewEvent] = ()  # the batch as sent (kept, not copied)
+
+    @property
+    def cursors(self) -> list[Cursor]:
+        """One cursor per event sent, duplicates included: made on demand (an HTTP
+        answer lists them; the ingest socket's ack does not)."""
+        if self.tail_cursor is None:
+            return []
+        inc, session_id, first = self.incarnation, self.tail_cursor.session_id, self.assigned_from
+        return [
+            Cursor(inc, e.revision, first + i if e.position is None else e.position, session_id)
+            for i, e in enumerate(self.events)
+        ]
+
+    def cursor_texts(self) -> list[str]:
+        """`cursors` as text, without making the objects."""
+        if self.tail_cursor is None:
+            return []
+        head = f"{PREFIX}{self.incarnation}:"
+        session_id, first = self.tail_cursor.session_id, self.assigned_from
+        return [
+            f"{head}{e.revision}:{first + i if e.position is None else e.position}:{session_id}"
+            for i, e in enumerate(self.events)
+        ]
 
 
 @dataclass(slots=True)
@@ -158,7 +318,7 @@ class SessionLog:
     latest_revision: int = 0
     last_append_ms: int = 0
     retained_bytes: int = 0
-    events: deque[StoredEvent] = field(default_factory=deque)
+    events: Retained = field(default_factory=Retained)
     # Skipped position ranges (inclusive), oldest first: served as `writer_overflow`.
     holes: Holes = field(default_factory=Holes)
     skipped: int = 0  # positions ever skipped as holes (outlives the bounded range list)
@@ -169,6 +329,9 @@ class SessionLog:
     # What the session holds in memory: itself, its events, their msgpack copies.
     cost: int = 0
     ledger: Ledger = field(default_factory=Ledger)
+
+    def __post_init__(self) -> None:
+        self.events.owner = self
 
     def charge(self, delta: int) -> None:
         self.cost += delta
@@ -192,28 +355,19 @@ class SessionLog:
     def after(self, position: int, limit: int, max_bytes: int) -> list[StoredEvent]:
         """Retained events with position > `position`: at most `limit`, and at most
         `max_bytes` of them unless the first alone is larger."""
-        start = bisect.bisect_right(self.events, position, key=attrgetter("position"))
-        page: list[StoredEvent] = []
-        size = 0
-        for i in range(start, min(start + limit, len(self.events))):
-            event = self.events[i]
-            size += event.size
-            if page and size > max_bytes:
-                break
-            page.append(event)
-        return page
+        events = self.events
+        return events.page(events.index_after(position), limit, max_bytes)
 
     def in_hole(self, position: int) -> bool:
         return any(start <= position <= end for start, end in self.holes)
 
-    def add(self, event: StoredEvent) -> None:
+    def add(self, position: int, revision: int, ts_ms: int, data: bytes) -> None:
         """Retain an event the table accepted (after any hole before it was noted)."""
-        event._log = self
-        self.events.append(event)
-        self.retained_bytes += event.size
-        self.tail = event.position
-        self.latest_revision = event.revision
-        self.charge(event.cost)
+        self.events.append(position, revision, ts_ms, data)
+        self.retained_bytes += len(data)
+        self.tail = position
+        self.latest_revision = revision
+        self.charge(EVENT_COST + len(data))
 
     def add_hole(self, start: int, end: int) -> None:
         self.holes.append((start, end))
@@ -222,18 +376,21 @@ class SessionLog:
             self.holes.popleft()
             self.charge(-HOLE_COST)
 
-    def drop_oldest(self) -> StoredEvent:
-        event = self.events.popleft()
-        self.retained_bytes -= event.size
-        self.charge(-event.cost)
-        event._log = None
-        oldest = self.events[0].position if self.events else self.tail + 1
+    def drop_oldest(self) -> int:
+        """Let the oldest retained event go; the bytes of its record."""
+        events = self.events
+        size = events.size
+        _, held = events.popleft()
+        size -= events.size
+        self.retained_bytes -= size
+        self.charge(-EVENT_COST - held)
+        oldest = events.first_position() if events else self.tail + 1
         # A hole ending just before the oldest retained event still answers a reader
         # whose cursor is at the hole's start - 1: it missed nothing but the hole.
         while self.holes and self.holes.first_end() + 1 < oldest:
             self.holes.popleft()
             self.charge(-HOLE_COST)
-        return event
+        return size
 
 
 def mark_restore(log: SessionLog, restore_to: int | None, until_ms: int) -> None:
@@ -323,7 +480,7 @@ class SessionTable:
         self,
         session_id: str,
         incarnation: str | None,
-        events: list[EventIn],
+        events: Sequence[NewEvent],
         now_ms: int,
         *,
         restore_to: int | None = None,
@@ -341,31 +498,29 @@ class SessionTable:
                 "too_many_sessions", f"the daemon holds its limit of {len(self._logs)} sessions"
             )
         if not events:
-            return AppendResult(0, 0, [], log.tail_cursor if log else None, False, False)
+            return AppendResult(0, 0, log.tail_cursor if log else None, False, False)
         existed = log is not None
         fresh = log is None or (incarnation is not None and incarnation != log.incarnation)
         target_incarnation = incarnation or (log.incarnation if log else new_incarnation())
         tail = 0 if fresh or log is None else log.tail
 
         records = RecordEncoder(session_id, target_incarnation, now_ms)
-        staged: list[StoredEvent | None] = []  # None marks a duplicate
-        cursors: list[Cursor] = []
+        max_event_bytes = self.limits.max_event_bytes
+        assigned_from = tail + 1
+        staged: list[tuple[int, int, bytes]] = []  # duplicates are left out
         for item in events:
             position = tail + 1 if item.position is None else item.position
+            if position <= tail:
+                continue
             if position > U64_MAX:
                 raise AppendRefused("invalid_event", "positions would pass 2^64-1")
-            cursors.append(Cursor(target_incarnation, item.revision, position, session_id))
-            if position <= tail:
-                staged.append(None)
-                continue
             data = records.encode(item.turn_id, item.revision, position, item.payload)
-            stored = StoredEvent(position, item.revision, now_ms, data)
-            if stored.size > self.limits.max_event_bytes:
+            if len(data) > max_event_bytes:
                 raise AppendRefused(
                     "event_too_large",
-                    f"an event's JSON encoding is larger than {self.limits.max_event_bytes} bytes",
+                    f"an event's JSON encoding is larger than {max_event_bytes} bytes",
                 )
-            staged.append(stored)
+            staged.append((position, item.revision, data))
             tail = position
 
         if log is None or fresh:
@@ -373,17 +528,14 @@ class SessionTable:
                 self._meta[session_id].supersede(log.incarnation)
                 self._forget(log)
             log = self._create(session_id, target_incarnation)
-        accepted = holes = 0
-        for item_stored in staged:
-            if item_stored is None:
-                continue
-            stored = item_stored
-            if stored.position > log.tail + 1 and log.tail > 0:
-                holes += stored.position - log.tail - 1
-                log.add_hole(log.tail + 1, stored.position - 1)
-            log.add(stored)
-            self.retained_bytes += stored.size
-            accepted += 1
+        holes = 0
+        for position, revision, data in staged:
+            if position > log.tail + 1 and log.tail > 0:
+                holes += position - log.tail - 1
+                log.add_hole(log.tail + 1, position - 1)
+            log.add(position, revision, now_ms, data)
+            self.retained_bytes += len(data)
+        accepted = len(staged)
         log.skipped = min(log.skipped + holes, MAX_SKIPPED)
         self.retained_events += accepted
         if accepted:
@@ -397,15 +549,17 @@ class SessionTable:
         return AppendResult(
             accepted,
             len(events) - accepted,
-            cursors,
             log.tail_cursor,
             created=not existed,
             took_over=existed and fresh,
             holes=holes,
             skipped=log.skipped,
+            incarnation=target_incarnation,
+            assigned_from=assigned_from,
+            events=events,
         )
 
-    def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:
+    def _check(self, session_id: str, incarnation: str | None, events: Sequence[NewEvent]) -> None:
         if incarnation is not None:
             if not valid_incarnation(incarnation):
                 raise AppendRefused(
@@ -446,8 +600,7 @@ class SessionTable:
     # -- retention ---------------------------------------------------------
 
     def _drop(self, log: SessionLog, cause: TrimCause) -> None:
-        event = log.drop_oldest()
-        self.retained_bytes -= event.size
+        self.retained_bytes -= log.drop_oldest()
         self.retained_events -= 1
         self.trimmed[cause] += 1
         if not log.events:
@@ -461,7 +614,7 @@ class SessionTable:
         while log.retained_bytes > limits.max_bytes_per_session:
             self._drop(log, TrimCause.BYTES)
         horizon = now_ms - limits.max_age_ms
-        while log.events and log.events[0].ts_ms <= horizon:
+        while log.events and log.events.oldest_ts() <= horizon:
             self._drop(log, TrimCause.AGE)
         return before - len(log.events)
 
@@ -493,8 +646,6 @@ class SessionTable:
         """Let go of a log: its events and everything it cost."""
         self.retained_bytes -= log.retained_bytes
         self.retained_events -= len(log.events)
-        for event in log.events:
-            event._log = None
         log.events.clear()
         log.retained_bytes = 0
         log.charge(-log.cost)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -26,7 +26,7 @@ from livereplay import (
 from livereplay._cursor import parse_u64
 from livereplay._ijson import MAX_DEPTH, NotIJson, check_json
 from livereplay._rules import MustWait, read_page
-from livereplay._wire import BatchIn, batch_decoder, json_encoder
+from livereplay._wire import BatchIn, NewEvent, batch_decoder, json_encoder
 
 from .auth import AuthError, ReaderGrant, bearer
 from .clock import now_ms
@@ -286,7 +286,8 @@ def _json_with_lone_surrogates(body: bytes) -> bool:
 async def append(
     state: AppState,
     session_id: str,
-    batch: BatchIn,
+    incarnation: str | None,
+    events: Sequence[NewEvent],
     writer: str,
     *,
     restore_to: int | None = None,
@@ -301,22 +302,22 @@ async def append(
     welcomed to (see `Store.append`).
     """
     limit = state.settings.max_batch_events
-    if len(batch.events) > limit:
+    if len(events) > limit:
         state.metrics.append_refused.labels("batch_too_large").inc()
         raise ApiError(413, "batch_too_large", f"a batch is at most {limit} events")
-    restoring = restore_to is not None and batch.incarnation is not None
+    restoring = restore_to is not None and incarnation is not None
     if restoring and (injected := state.failpoints.hit("refuse_restore")):
         state.metrics.append_refused.labels("failpoint").inc()
         raise ApiError(int(injected), "failpoint", "refused by the failpoint refuse_restore")
     try:
         if not restoring:
-            state.append_rate.take(batch.incarnation or writer, len(batch.events))
+            state.append_rate.take(incarnation or writer, len(events))
     except LimitExceeded as exc:
         state.metrics.append_refused.labels(exc.code).inc()
         raise ApiError(429, exc.code, exc.message, exc.retry_after_s) from None
     try:
         result = await state.store.append(
-            session_id, batch.incarnation, batch.events, restore_to=restore_to, instance=instance
+            session_id, incarnation, events, restore_to=restore_to, instance=instance
         )
     except AppendRefused as exc:
         state.metrics.append_refused.labels(exc.code).inc()
@@ -334,12 +335,15 @@ async def post_events(request: Request) -> Response:
     state = _state(request)
     session_id = _as_writer(request)
     body = await read_body(request, state.settings.max_batch_bytes)
-    result = await append(state, session_id, decode_batch(body), client_address(request))
+    batch = decode_batch(body)
+    result = await append(
+        state, session_id, batch.incarnation, batch.events, client_address(request)
+    )
     return JSONResponse(
         {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
-            "cursors": [str(c) for c in result.cursors],
+            "cursors": result.cursor_texts(),
             "tail_cursor": None if result.tail_cursor is None else str(result.tail_cursor),
         }
     )

@@ -34,7 +34,6 @@ from livereplay._ingest_wire import (
     batch_id_decoder,
     encoder,
 )
-from livereplay._wire import BatchIn, EventIn
 
 from . import sockets
 from .admission import admit, close_quietly
@@ -137,20 +136,18 @@ async def _handle(state: AppState, data: bytes, client: str, instance: str) -> A
     refusal = _check(state, batch)
     if refusal is not None:
         return refusal
-    events: list[EventIn] = []
-    for event in batch.events:
+    # The payloads' own bytes are what the store keeps: checked here, never re-encoded.
+    for i, event in enumerate(batch.events):
         try:
             check_json(event.payload)
         except NotIJson as exc:
-            return _refused(state, batch.id, exc.code, f"event {len(events)}: {exc}")
-        payload = msgspec.Raw(event.payload)
-        events.append(EventIn(event.revision, payload, event.position, event.turn_id))
+            return _refused(state, batch.id, exc.code, f"event {i}: {exc}")
     try:
-        batch_in = BatchIn(events, batch.incarnation)
         result = await append(
             state,
             batch.session_id,
-            batch_in,
+            batch.incarnation,
+            batch.events,
             client,
             restore_to=batch.restore_to,
             instance=instance,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from livereplay import AppendResult, Cursor, Limits, SessionLog, SessionTable, Snapshot, StoredEvent
 from livereplay._rules import Head, contiguous
-from livereplay._wire import EventIn
+from livereplay._wire import NewEvent
 
 from .clock import now_ms
 from .metrics import StoreStats
@@ -69,7 +70,7 @@ class MemoryStore:
         self,
         session_id: str,
         incarnation: str | None,
-        events: list[EventIn],
+        events: Sequence[NewEvent],
         *,
         restore_to: int | None = None,
         instance: str | None = None,

@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livereplay import AppendRefused, AppendResult, Cursor, Head, Limits, Snapshot, StoredEvent
 from livereplay._log import MAX_HOLES, MAX_SUPERSEDED, SessionTable, new_incarnation
-from livereplay._wire import U64_MAX, EventIn, RecordEncoder
+from livereplay._wire import U64_MAX, NewEvent, RecordEncoder
 
 from .clock import now_ms
 from .fanout import LiveSource
@@ -176,14 +176,14 @@ class _Read:
         )
 
 
-_Assigned = tuple[str, list[tuple[int, EventIn]], list[Any]]
+_Assigned = tuple[str, list[tuple[int, NewEvent]], list[Any]]
 
 
 @dataclass(slots=True)
 class _Queued:
     """A daemon-assigned append waiting for the call in flight to its session."""
 
-    events: list[EventIn]
+    events: Sequence[NewEvent]
     now: int
     done: asyncio.Future[_Assigned]
 
@@ -386,7 +386,7 @@ class RedisStore:
         self,
         session_id: str,
         incarnation: str | None,
-        events: list[EventIn],
+        events: Sequence[NewEvent],
         *,
         restore_to: int | None = None,
         instance: str | None = None,
@@ -399,7 +399,7 @@ class RedisStore:
         await self._check(session_id, incarnation, events)
         if not events and incarnation is None:
             info = await self.info(session_id)
-            return AppendResult(0, 0, [], info.tail_cursor if info else None, False, False)
+            return AppendResult(0, 0, info.tail_cursor if info else None, False, False)
         now = now_ms()
         if incarnation is not None:
             staged = [(e.position or 0, e) for e in events]
@@ -426,15 +426,19 @@ class RedisStore:
         return AppendResult(
             accepted,
             len(events) - accepted,
-            [Cursor(incarnation, e.revision, position, session_id) for position, e in staged],
             tail_cursor,
             created=bool(created),
             took_over=bool(took_over),
             holes=int(holes),
             skipped=int(skipped),
+            incarnation=incarnation,
+            assigned_from=staged[0][0] if staged else 0,
+            events=events,
         )
 
-    async def _check(self, session_id: str, incarnation: str | None, events: list[EventIn]) -> None:
+    async def _check(
+        self, session_id: str, incarnation: str | None, events: Sequence[NewEvent]
+    ) -> None:
         """The in-memory log's own batch checks, in its order (superseded before malformed)."""
         try:
             self._checks._check(session_id, incarnation, events)
@@ -448,7 +452,7 @@ class RedisStore:
             raise
         await self._check_session_count(session_id, events)
 
-    async def _check_session_count(self, session_id: str, events: list[EventIn]) -> None:
+    async def _check_session_count(self, session_id: str, events: Sequence[NewEvent]) -> None:
         """`--max-sessions`, from the sweep's count (about a second old): approximate across
         daemons, and free of any extra round trip until the limit is near."""
         counted = self._walk.last.sessions if self._walk.last else 0
@@ -461,7 +465,9 @@ class RedisStore:
                 "too_many_sessions", f"the service holds its limit of {counted} sessions"
             )
 
-    async def _append_assigned(self, session_id: str, events: list[EventIn], now: int) -> _Assigned:
+    async def _append_assigned(
+        self, session_id: str, events: Sequence[NewEvent], now: int
+    ) -> _Assigned:
         """Positions after the tail under the current incarnation (or a new one).
 
         The JSON of an event names its position and incarnation, so it is encoded
@@ -529,7 +535,7 @@ class RedisStore:
             else:
                 _settle(queued.done, result)
 
-    async def _assign(self, session_id: str, events: list[EventIn], now: int) -> _Assigned:
+    async def _assign(self, session_id: str, events: Sequence[NewEvent], now: int) -> _Assigned:
         guess = self._heads.pop(session_id, None)
         if guess is None:
             with unavailable_on_error():
@@ -567,7 +573,7 @@ class RedisStore:
         incarnation: str,
         expected: str,
         expected_tail: int,
-        staged: list[tuple[int, EventIn]],
+        staged: list[tuple[int, NewEvent]],
         now: int,
         restore_to: int | None = None,
     ) -> list[Any]:
@@ -774,8 +780,8 @@ class RedisStore:
 
 
 def _shares(
-    staged: list[tuple[int, EventIn]], reply: list[Any], group: list[_Queued]
-) -> list[tuple[list[tuple[int, EventIn]], list[Any]]]:
+    staged: list[tuple[int, NewEvent]], reply: list[Any], group: list[_Queued]
+) -> list[tuple[list[tuple[int, NewEvent]], list[Any]]]:
     """Split a group's reply: each append its positions; trims, a new session or a
     takeover reported once, with the first."""
     if reply[0] != b"ok":  # 'moved': the same for everyone

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from livereplay import AppendResult, Cursor, Snapshot
-from livereplay._wire import EventIn
+from livereplay._wire import NewEvent
 
 from .fanout import LiveSource
 from .metrics import StoreStats
@@ -55,7 +55,7 @@ class Store(Protocol):
         self,
         session_id: str,
         incarnation: str | None,
-        events: list[EventIn],
+        events: Sequence[NewEvent],
         *,
         restore_to: int | None = None,
         instance: str | None = None,
