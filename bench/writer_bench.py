@@ -1,6 +1,6 @@
 """The writer client: `append()` latency and sustained ingest, beside Redis Streams XADD.
 
-    .venv/bin/python -m bench.writer_bench [--appends N] [--ingest M]
+    .venv/bin/python -m bench.writer_bench [--appends N] [--ingest M] [--retained R]
 
 Runs a daemon child process on a free loopback port and a throw-away
 `redis-server` (see `bench.redis_backend.redis_server`), then prints:
@@ -10,7 +10,9 @@ Runs a daemon child process on a free loopback port and a throw-away
   (nothing listening) and stalled (SIGSTOP), beside a synchronous redis-py
   XADD, which is what a runtime appending straight to Redis would wait for;
 - sustained ingest: M events from `append()` until the daemon acknowledged the
-  last one, beside redis-py XADD in pipelines of the client's batch size.
+  last one, beside redis-py XADD in pipelines of 512;
+- the daemon's RSS growth per retained event after R events from the client,
+  beside each event's encoded size (its JSON record).
 
 Bounded in count and time; prints numbers, asserts nothing.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,7 +37,7 @@ from livereplay import Limits, LiveReplayClient, WriterOptions, WriterStats
 
 PAYLOAD: dict[str, Any] = {"kind": "delta", "text": "x" * 160, "n": 1}
 PAYLOAD_JSON = msgspec.json.encode(PAYLOAD)
-BATCH = WriterOptions().max_batch_events
+BATCH = 512  # redis-py's pipelines: the size the issue's figures were taken with
 
 
 def percentiles(samples_ns: list[int]) -> tuple[float, float, float, float]:
@@ -98,6 +101,45 @@ def ingest_rate(url: str, m: int) -> tuple[float, WriterStats]:
     return stats.acknowledged / elapsed, stats
 
 
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit("no VmRSS for the daemon")
+
+
+def daemon_memory(r: int) -> tuple[float, float]:
+    """The daemon's RSS per retained event, after R events from the client, beside each
+    event's encoded size (its JSON record, what the daemon serves): bytes, bytes."""
+    args = [
+        "--log-level", "warning", "--max-append-rate", "0",
+        "--max-events-per-session", str(r), "--max-bytes-per-session", str(1 << 30),
+        "--memory-budget-bytes", str(1 << 32), "--max-age-s", "3600",
+    ]  # fmt: skip
+    with DaemonProcess(args=args) as daemon:
+        assert daemon.proc is not None
+        warm = LiveReplayClient(daemon.http_url)
+        for _ in range(2000):  # the allocator's and the interpreter's first costs
+            warm.append("bench-warm", 1, PAYLOAD)
+        warm.close(30)
+        before = rss_kib(daemon.proc.pid)
+        client = LiveReplayClient(daemon.http_url)
+        for _ in range(r):
+            client.append("bench-memory", 1, PAYLOAD)
+        client.close(60)
+        time.sleep(0.5)
+        after = rss_kib(daemon.proc.pid)
+        facts = get_json(f"{daemon.http_url}/v1/sessions/bench-memory/cursor")
+        retained, size = facts["retained_events"], facts["retained_bytes"]
+    return (after - before) * 1024 / retained, size / retained
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return msgspec.json.decode(answer.read())
+
+
 def redis_figures(url: str, n: int, m: int) -> tuple[list[int], float]:
     r = redis.Redis.from_url(url)
     key = f"livereplay-bench:{uuid.uuid4().hex}:s"
@@ -123,9 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--appends", type=int, default=50_000, help="appends per latency run")
     parser.add_argument("--ingest", type=int, default=200_000, help="events in the ingest run")
+    parser.add_argument(
+        "--retained", type=int, default=100_000, help="events retained for the memory figure"
+    )
     args = parser.parse_args()
     n, m = args.appends, args.ingest
-    print(f"payload: {len(PAYLOAD_JSON)} bytes of JSON; client batches of {BATCH} events")
+    largest = WriterOptions().max_batch_events
+    print(f"payload: {len(PAYLOAD_JSON)} bytes of JSON; client batches of up to {largest} events")
 
     rows: list[tuple[str, list[int], str]] = []
     with DaemonProcess(args=["--log-level", "warning", "--max-append-rate", "0"]) as daemon:
@@ -161,6 +207,12 @@ def main() -> None:
         f"dropped {ingest_stats.dropped}, reconnects {ingest_stats.reconnects}"
     )
     print(f"{'redis-py XADD, pipelines of ' + str(BATCH):34} {xadd_rate:10,.0f}  MAXLEN ~ 2048")
+    print(f"{'ratio':34} {rate / xadd_rate:10.2f}x")
+
+    per_event, encoded = daemon_memory(args.retained)
+    print(f"\ndaemon RSS per retained event, {args.retained} events from the client (bytes)")
+    print(f"{'RSS growth per event':34} {per_event:10.0f}  for {encoded:.0f} bytes encoded")
+    print(f"{'beyond the encoding':34} {per_event - encoded:10.0f}")
 
 
 def _note(stats: WriterStats) -> str:

@@ -58,7 +58,7 @@ class TrimCause(StrEnum):
 # tests/core/test_cost.py checks them against tracemalloc). The memory budget counts
 # every byte a session holds: events, their msgpack copies and the session itself.
 EVENT_COST: Final = 58  # its record's header, its list slot, its position, its share of runs
-PACKED_COST: Final = 96  # a msgpack copy's header and its entry (a position) in a dict
+PACKED_COST: Final = 128  # a msgpack copy's header and dict entry (~90), and room the dict keeps
 SESSION_COST: Final = 1400  # a SessionLog, its deque, its table entries, its SessionMeta
 HOLE_COST: Final = 32  # two unsigned ints in a growing array
 DIGEST_BYTES: Final = 8  # a superseded incarnation is remembered by a digest this long
@@ -115,7 +115,17 @@ class Retained:
     released in bulk; `_base` counts them, so a run's index never moves.
     """
 
-    __slots__ = ("_base", "_data", "_head", "_packed", "_positions", "_runs", "_size", "owner")
+    __slots__ = (
+        "_base",
+        "_data",
+        "_head",
+        "_packed",
+        "_packed_peak",
+        "_positions",
+        "_runs",
+        "_size",
+        "owner",
+    )
 
     def __init__(self) -> None:
         self.owner: SessionLog | None = None  # the log whose events these are
@@ -127,6 +137,9 @@ class Retained:
         # from the first event ever held (so `_base` + list index).
         self._runs: deque[tuple[int, int, int]] = deque()
         self._packed: dict[int, bytes] = {}  # position -> msgpack copy
+        # A dict never gives back the room its deleted entries took: it is rebuilt once
+        # it holds a quarter of what it once did.
+        self._packed_peak = 0
         self._size = 0  # bytes of the retained records
 
     def __len__(self) -> int:
@@ -181,7 +194,10 @@ class Retained:
         data = self._data
         size = len(data[head])
         position = self._positions[head]
-        packed = self._packed.pop(position, None)
+        packed = self._packed.pop(position, None) if self._packed else None
+        if packed is not None and 4 * len(self._packed) < self._packed_peak:
+            self._packed = dict(self._packed)
+            self._packed_peak = len(self._packed)
         data[head] = b""
         self._size -= size
         head += 1
@@ -204,7 +220,8 @@ class Retained:
         self._positions = array("Q")
         self._head = 0
         self._runs.clear()
-        self._packed.clear()
+        self._packed = {}
+        self._packed_peak = 0
         self._size = 0
 
     def index_after(self, position: int) -> int:
@@ -231,6 +248,7 @@ class Retained:
             at = self.index_after(position - 1)
             if at < len(self._data) and self._positions[at] == position:
                 self._packed[position] = packed
+                self._packed_peak = max(self._packed_peak, len(self._packed))
                 charge(PACKED_COST + len(packed))
         return packed
 
