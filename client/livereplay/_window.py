@@ -86,6 +86,7 @@ class Ring:
     tail: int = 0
     size: int = 0  # bytes of the retained records
     revision: int = 0  # of the last event appended
+    margin: int = 0  # at most what a record adds to its payload (see `_check_size`)
     # Where the revision changes, oldest first: (first position, revision). The first
     # run may start before `first`.
     runs: deque[tuple[int, int]] = field(default_factory=deque)
@@ -197,6 +198,8 @@ class LocalWindow:
         self._holding: OrderedDict[str, Ring] = OrderedDict()
         self._retained_events = 0
         self._retained_bytes = 0
+        self._budget = limits.memory_budget_bytes
+        self._latest: Ring | None = None  # the ring appended to last, last in `_holding`
         # Sessions with events after `sent`, in the order the sender should visit them.
         self._pending: OrderedDict[str, None] = OrderedDict()
         self._watchers: dict[str, weakref.WeakSet[Watcher]] = {}
@@ -215,27 +218,32 @@ class LocalWindow:
         limits = self.limits
         ts = self.clock()
         with self._lock:
+            # The common case is inlined: this runs once per event on the runtime's thread.
             ring = self._rings.get(session_id)
             if ring is None:
                 ring = self._open(session_id)
             position = ring.tail + 1
-            self._check_size(session_id, turn_id, revision, position, data, ts)
+            if len(data) + ring.margin > limits.max_event_bytes or turn_id is not None:
+                self._check_size(session_id, turn_id, revision, position, data, ts)
             record = encoder.encode(IngestEvent(revision, data, position, turn_id))
             ring.push(record, revision, ts)
+            size = len(record)
             self._retained_events += 1
-            self._retained_bytes += len(record)
+            self._retained_bytes += size
             if (
-                ring.count > limits.max_events_per_session
+                position - ring.first >= limits.max_events_per_session
                 or ring.size > limits.max_bytes_per_session
-                or ring.oldest_ts() <= ts - limits.max_age_ms
+                or ring.stamps[ring.head] <= ts - limits.max_age_ms
             ):
                 self._enforce(ring, ts)
-            holding = self._holding
-            holding[session_id] = ring
-            holding.move_to_end(session_id)
-            if self._cost() > limits.memory_budget_bytes:
+            if self._latest is not ring:  # the budget's order: least recently appended first
+                self._holding[session_id] = ring
+                self._holding.move_to_end(session_id)
+                self._latest = ring
+            if self._retained_bytes + RECORD_COST * self._retained_events > self._budget:
                 self._enforce_budget()
-            self._pending[session_id] = None
+            if session_id not in self._pending:
+                self._pending[session_id] = None
             self.counters.appended += 1
             watchers = self._watchers.get(session_id)
             woken = list(watchers) if watchers else ()
@@ -249,6 +257,7 @@ class LocalWindow:
                 "too_many_sessions", f"the window holds its limit of {len(self._rings)} sessions"
             )
         ring = self._rings[session_id] = Ring(session_id)
+        ring.margin = 2 * len(session_id) + 2 * len(self.incarnation) + _ENVELOPE_BOUND
         return ring
 
     def _check_size(
@@ -263,7 +272,7 @@ class LocalWindow:
         """The daemon stores the event's record (PROTOCOL.md section 2): refuse it here
         when that would be larger than it takes."""
         limit = self.limits.max_event_bytes
-        bound = len(data) + 2 * len(session_id) + 2 * len(self.incarnation) + _ENVELOPE_BOUND
+        bound = len(data) + self._rings[session_id].margin
         if turn_id is not None:
             bound += 6 * len(turn_id)
         if bound <= limit:
@@ -282,6 +291,8 @@ class LocalWindow:
         self._retained_events -= 1
         if ring.count == 0:
             self._holding.pop(ring.session_id, None)
+            if self._latest is ring:
+                self._latest = None
 
     def _enforce(self, ring: Ring, now: int) -> int:
         """The session's own retention: events, bytes, age. How many it let go."""
