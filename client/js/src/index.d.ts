@@ -31,6 +31,15 @@ export interface Gap {
   earliest_cursor: string | null;
 }
 
+/** What the daemon's `hello` frame says about a new connection. */
+export interface Hello {
+  /** Where reading starts (a word resolved to a cursor); null while the session is unknown. */
+  cursor: string | null;
+  /** The session's tail cursor when the connection opened; null while the session is unknown. */
+  head: string | null;
+  heartbeat_s: number;
+}
+
 export type Status = 'connecting' | 'connected' | 'caught_up' | 'reconnecting' | 'closed' | 'failed';
 
 /** Why the reader stopped for good: a close with 44xx (or a URL that cannot be used). */
@@ -57,6 +66,10 @@ export interface SubscribeOptions {
   onGap?: (gap: Gap) => void;
   /** Once per connection, when the backlog has been delivered; null while the session is unknown. */
   onCaughtUp?: (cursor: string | null) => void;
+  /** Each connection's `hello` (before its backlog): where it reads from, and the tail. */
+  onHello?: (hello: Hello) => void;
+  /** Each heartbeat: the session's tail cursor (null while it is unknown) on a quiet connection. */
+  onHeartbeat?: (head: string | null) => void;
   /** Each change of state; `reason` says why a connection was lost. */
   onStatus?: (status: Status, reason?: string) => void;
   /** The reader stopped for good (status `failed`). */

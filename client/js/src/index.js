@@ -2,7 +2,8 @@
 //
 // subscribe() keeps one WebSocket to the daemon's stream of a session and calls
 // back with what it says: events, gaps, caught_up. When the connection is lost
-// (a close with 1001, 1006, 1011, 1012 or 1013, a failed connect, or heartbeats that
+// (a close with 1001, 1006, 1011, 1012 or 1013, an `error` event (a failed connect,
+// which Node's WebSocket reports with no `close`), or heartbeats that
 // stop coming from a daemon the browser does not report as gone) it reconnects
 // with full-jitter exponential backoff and resumes after the last event it
 // delivered, or after the last gap's latest_cursor. The daemon never repeats an
@@ -56,6 +57,8 @@ export function subscribe(options) {
     onEvents = noop,
     onGap = noop,
     onCaughtUp = noop,
+    onHello = noop,
+    onHeartbeat = noop,
     onStatus = noop,
     onError = noop,
     WebSocket: Socket = globalThis.WebSocket,
@@ -152,6 +155,16 @@ export function subscribe(options) {
       });
       onFrame(frame);
     };
+    // A failed attempt: browsers follow `error` with `close`, but Node's WebSocket
+    // (undici; seen on Node 20) fires only `error` and leaves the socket CONNECTING,
+    // which would hold the reader until the connect timeout. So an `error` counts as
+    // the close: the socket is abandoned (its handlers detached, so a `close` that
+    // does follow is never seen) and one reconnect is scheduled, with backoff.
+    ws.onerror = (event) => {
+      if (socket !== ws) return;
+      const detail = event?.message || event?.error?.message;
+      lost(ws, detail ? `connection error: ${detail}` : 'connection error', true);
+    };
     ws.onclose = (event) => {
       if (socket !== ws) return;
       const code = event.code;
@@ -174,6 +187,7 @@ export function subscribe(options) {
         upSince = Date.now();
         if (stats.connects++ > 0) stats.reconnects++;
         setStatus('connected');
+        onHello({ cursor: frame.cursor ?? null, head: frame.head ?? null, heartbeat_s: frame.heartbeat_s });
         break;
       case 'events': {
         const fresh = [];
@@ -211,8 +225,11 @@ export function subscribe(options) {
       case 'error':
         errorFrame = frame; // the 44xx close follows
         break;
+      case 'heartbeat':
+        onHeartbeat(frame.head ?? null); // its arrival also fed the watchdog
+        break;
       default:
-        break; // heartbeat: its arrival fed the watchdog
+        break;
     }
   }
 

@@ -1,18 +1,19 @@
 // The JavaScript reader against a real daemon: live reading, gaps, refusals,
-// a daemon restart and a stalled daemon. Run with `npm test`.
+// a daemon restart, a daemon not there yet, a stalled daemon, and sockets that
+// fail with only an `error` event. Run with `npm test`.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { backoffDelay, cursorPoint, streamUrl, subscribe } from '../src/index.js';
-import { Daemon, PYTHON, sleep, waitFor } from './daemon.js';
+import { Daemon, PYTHON, freePort, sleep, waitFor } from './daemon.js';
 
 const INC = 'writer-1';
 const FAST = { backoffBaseMs: 50, backoffCapMs: 300, connectTimeoutMs: 2000 };
 
 /** Subscribe and record what a host would act on, in arrival order. */
 function record(options) {
-  const seen = { events: [], gaps: [], caughtUp: [], statuses: [], errors: [], order: [] };
+  const seen = { events: [], gaps: [], caughtUp: [], statuses: [], errors: [], order: [], hellos: [], heads: [] };
   seen.positions = () => seen.events.map((e) => e.position);
   seen.sub = subscribe({
     ...FAST,
@@ -26,6 +27,8 @@ function record(options) {
       seen.order.push(`gap ${gap.detail}`);
     },
     onCaughtUp: (cursor) => seen.caughtUp.push(cursor),
+    onHello: (hello) => seen.hellos.push(hello),
+    onHeartbeat: (head) => seen.heads.push(head),
     onStatus: (status, reason) => seen.statuses.push([status, reason]),
     onError: (error) => seen.errors.push(error),
   });
@@ -195,6 +198,10 @@ test('a stalled daemon (SIGSTOP) is noticed by the heartbeat watchdog', async ()
     await sleep(1500); // heartbeats keep an idle connection up
     assert.equal(seen.sub.stats.heartbeatTimeouts, 0);
     assert.equal(seen.sub.status, 'caught_up');
+    // The hello and each heartbeat tell the host the session's tail.
+    assert.deepEqual(seen.hellos, [{ cursor: `lashsc2:${INC}:1:0:s-1`, head: `lashsc2:${INC}:1:2:s-1`, heartbeat_s: 0.5 }]);
+    assert.ok(seen.heads.length >= 1, 'heartbeats were delivered');
+    assert.ok(seen.heads.every((head) => head === `lashsc2:${INC}:1:2:s-1`));
 
     daemon.signal('SIGSTOP');
     const stopped = Date.now();
@@ -242,6 +249,128 @@ test('a reader token goes as a subprotocol; without one the refusal is final', a
     assert.equal(reader.events[0].payload, 'secret');
   } finally {
     for (const sub of subs) sub.close();
+    await daemon.stop();
+  }
+});
+
+/**
+ * A WebSocket whose every connection attempt fails, as Node's does: an `error`
+ * event, then a `close` only when `thenClose` is set. It counts attempts and
+ * notes any attempt started while another one is still pending.
+ */
+function failingSocket({ thenClose }) {
+  const log = { attempts: 0, pending: 0, overlapped: 0 };
+  class Failing {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocol = '';
+      this.readyState = 0;
+      this.onopen = this.onmessage = this.onerror = this.onclose = null;
+      log.attempts++;
+      if (log.pending++ > 0) log.overlapped++;
+      setTimeout(() => {
+        log.pending--;
+        this.onerror?.({ type: 'error', message: 'Received network error or non-101 status code.' });
+        if (thenClose) {
+          this.readyState = 3;
+          this.onclose?.({ type: 'close', code: 1006, reason: '', wasClean: false });
+        }
+      }, 5);
+    }
+
+    close() {
+      this.readyState = 3;
+    }
+  }
+  return { Failing, log };
+}
+
+describe('a connection attempt that fails with an error event', () => {
+  for (const thenClose of [false, true]) {
+    test(`is retried with backoff, once per attempt (${thenClose ? 'error, then close' : 'error only, as Node 20'})`, async () => {
+      const { Failing, log } = failingSocket({ thenClose });
+      const seen = record({
+        url: 'http://127.0.0.1:9',
+        sessionId: 's-1',
+        WebSocket: Failing,
+        // A fixed 20 ms backoff and a connect timeout far beyond the test: only
+        // the error event can make the reader try again.
+        backoffBaseMs: 40,
+        backoffCapMs: 40,
+        random: () => 0.5,
+        connectTimeoutMs: 60_000,
+      });
+      try {
+        await waitFor(() => log.attempts >= 6, 'six attempts', 5000);
+        seen.sub.close();
+        await sleep(100);
+        const lost = seen.statuses.filter(([s]) => s === 'reconnecting');
+        // Each failed attempt scheduled exactly one reconnect: attempts and losses
+        // go one for one (the last attempt may have been cut short by close()).
+        assert.ok(lost.length === log.attempts || lost.length === log.attempts - 1,
+          `${log.attempts} attempts, ${lost.length} losses`);
+        assert.equal(log.overlapped, 0, 'never two attempts at once');
+        assert.match(lost[0][1], /^connection error: Received network error/);
+        assert.equal(seen.sub.status, 'closed');
+        const attempts = log.attempts;
+        await sleep(200);
+        assert.equal(log.attempts, attempts, 'nothing after close()');
+        assert.deepEqual(seen.errors, []);
+      } finally {
+        seen.sub.close();
+      }
+    });
+  }
+});
+
+test('nothing listening yet, then a daemon appears: connected within the backoff, not the connect timeout', async () => {
+  // Node's WebSocket reports a refused connection with an `error` event and no
+  // `close`: a reader that waited for the close would sit out connectTimeoutMs.
+  const port = await freePort();
+  const seen = record({
+    url: `http://127.0.0.1:${port}`,
+    sessionId: 's-1',
+    backoffBaseMs: 50,
+    backoffCapMs: 200,
+    connectTimeoutMs: 30_000,
+  });
+  const daemon = new Daemon(['--startup-grace-s', '0'], port);
+  try {
+    await waitFor(() => seen.sub.status === 'reconnecting', 'reconnecting', 5000);
+    await sleep(500);
+    assert.ok(seen.statuses.filter(([s]) => s === 'reconnecting').length >= 2, 'it keeps trying');
+    await daemon.start();
+    await daemon.append('s-1', ['hello'], { incarnation: INC });
+    // Within a few backoff periods of the daemon, far under the 30 s connect timeout.
+    await waitFor(() => seen.events.length === 1, 'the event', 10_000);
+    assert.equal(seen.events[0].payload, 'hello');
+    assert.equal(seen.sub.stats.connects, 1);
+    assert.deepEqual(seen.errors, []);
+  } finally {
+    seen.sub.close();
+    await daemon.stop();
+  }
+});
+
+test('a daemon restart with a long connect timeout: back within the backoff', async () => {
+  const daemon = new Daemon(['--startup-grace-s', '10']);
+  await daemon.start();
+  let seen;
+  try {
+    await daemon.append('s-1', [1, 2], { incarnation: INC });
+    seen = record({ url: daemon.httpUrl, sessionId: 's-1', connectTimeoutMs: 30_000 });
+    await waitFor(() => seen.caughtUp.length === 1, 'caught_up');
+    await daemon.kill();
+    await waitFor(() => seen.sub.status === 'reconnecting', 'reconnecting');
+    await sleep(300); // refused attempts, each retried after its backoff
+    await daemon.start();
+    await daemon.append('s-1', [1, 2, 3], { incarnation: INC });
+    await waitFor(() => seen.events.length === 3, 'the event after the restart', 10_000);
+    assert.deepEqual(seen.positions(), [1, 2, 3]);
+    assert.equal(seen.sub.stats.reconnects, 1);
+    assert.equal(seen.gaps.length, 0);
+  } finally {
+    seen?.sub.close();
     await daemon.stop();
   }
 });
