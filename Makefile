@@ -1,22 +1,34 @@
 # Two entry points that work on a fresh machine with Python 3.11+ and make:
-#   make run    installs into .venv and serves on 127.0.0.1:7447 (in-memory store)
-#   make test   installs into .venv and runs lint, types and every test
+#   make run    installs the daemon into .venv and serves on 127.0.0.1:7447 (in-memory store)
+#   make test   installs the development tools into .venv and runs lint, types and every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs from the same lock: serving needs only the `server` extra; everything
+# else (tests, lint, types, benchmarks) the `dev` one, which includes it.
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
 
-.PHONY: install run test lint typecheck pytest test-js test-e2e soak bench lock clean
+.PHONY: install install-serve run test lint typecheck pytest test-js test-e2e soak bench lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+install-serve: $(SERVE_STAMP)
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-run: install
+$(SERVE_STAMP): pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[server]'
+	touch $(SERVE_STAMP)
+
+# A development install (a superset) serves as it is.
+run: $(if $(wildcard $(STAMP)),$(STAMP),$(SERVE_STAMP))
 	$(BIN)/livereplay serve
 
 lint: install
@@ -47,6 +59,7 @@ soak: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.writer_bench
 
 # Refresh both locks (the dev lock and the image's hashed lock) after changing
 # dependencies in pyproject.toml.

@@ -4,6 +4,8 @@ This package is what runtimes and hosts import. It depends only on msgspec and
 websockets; the daemon lives in `livereplay_server`.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._cursor import (
     Cursor,
     MalformedCursor,
@@ -30,7 +32,12 @@ from ._rules import CaughtUp, Gap, GapDetail, GapReason, Head, Snapshot, Subscri
 from ._sender import WriterOptions
 from ._subscription import SubscriberLagged, WindowSubscription
 from ._wire import EventOut
-from ._writer import ClientClosed, LiveReplayClient, WriterStats
+from ._writer import ClientClosed, LiveReplayClient, WriterRefused, WriterStats
+
+try:
+    __version__ = version("livereplay")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AppendRefused",
@@ -63,8 +70,10 @@ __all__ = [
     "Subscription",
     "WindowSubscription",
     "WriterOptions",
+    "WriterRefused",
     "WriterStats",
     "WrongSession",
+    "__version__",
     "parse_cursor",
     "parse_start",
     "subscribe",

@@ -18,12 +18,13 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
 from ._ingest_wire import (
@@ -74,6 +75,8 @@ class WriterOptions:
     ping_timeout_s: float = 10.0
     # How long the interpreter's exit waits for unacknowledged events.
     exit_flush_s: float = 2.0
+    # Called once, on the sender's thread, if the daemon refuses this writer for good.
+    on_refused: Callable[[WriterRefused], None] | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch_events", "max_batch_bytes", "max_in_flight"):
@@ -108,6 +111,20 @@ class TryLater(Exception):
     """The daemon refused the connection for now (it is starting, its backend is down)."""
 
 
+class WriterRefused(Exception):
+    """The daemon refused this writer for good (its token is missing, wrong or does not
+    allow writing): nothing more is sent, and `append` raises this from then on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"the daemon refused this writer: {code} ({message})")
+        self.code = code
+        self.message = message
+
+
+# Refusals retrying cannot change: the token is what it is.
+FINAL_REFUSALS: Final = frozenset({"unauthenticated", "forbidden", "invalid_token"})
+
+
 @dataclass(slots=True)
 class SenderState:
     """Figures only the sender writes; read by `stats()` without a lock."""
@@ -117,6 +134,7 @@ class SenderState:
     reconnects: int = 0
     connect_failures: int = 0
     window_resends: int = 0
+    refusal: WriterRefused | None = None  # the daemon refused this writer for good
 
 
 class Sender:
@@ -205,6 +223,19 @@ class Sender:
                         max_size=1 * MiB,
                         user_agent_header="livereplay-writer",
                     )
+                except InvalidStatus as exc:
+                    if exc.response.status_code in (401, 403):
+                        reason = (
+                            "unauthenticated" if exc.response.status_code == 401 else "forbidden"
+                        )
+                        self._refused(WriterRefused(reason, f"HTTP {exc.response.status_code}"))
+                        return
+                    self.state.connect_failures += 1
+                    self._failures_in_a_row += 1
+                    level = logging.WARNING if self._failures_in_a_row == 1 else logging.DEBUG
+                    log.log(level, "livereplay cannot connect to %s: %s", self.url, exc)
+                    await self._pause()
+                    continue
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                     self.state.connect_failures += 1
                     self._failures_in_a_row += 1
@@ -216,6 +247,9 @@ class Sender:
                 self._failures_in_a_row = 0
                 try:
                     await self._serve(ws)
+                except WriterRefused as refusal:
+                    self._refused(refusal)
+                    return
                 except (ConnectionClosed, OSError, TimeoutError, TryLater) as exc:
                     log.warning("livereplay connection lost: %s", exc)
                 except (ProtocolFault, msgspec.DecodeError) as exc:
@@ -258,6 +292,8 @@ class Sender:
         async with asyncio.timeout(self.options.connect_timeout_s):
             welcome = server_decoder.decode(_bytes(await ws.recv()))
         if isinstance(welcome, Error):
+            if welcome.code in FINAL_REFUSALS:
+                raise WriterRefused(welcome.code, welcome.message)
             raise TryLater(f"the daemon cannot take writers yet: {welcome.code}")
         if not isinstance(welcome, Welcome) or welcome.protocol != PROTOCOL_VERSION:
             raise ProtocolFault(f"expected a welcome for protocol {PROTOCOL_VERSION}: {welcome}")
@@ -274,6 +310,16 @@ class Sender:
             await asyncio.gather(reader, writer, return_exceptions=True)
         for task in done:
             task.result()  # re-raise what ended the connection
+
+    def _refused(self, refusal: WriterRefused) -> None:
+        """Stop for good: retrying would be refused the same way."""
+        self.state.refusal = refusal
+        log.error("livereplay writer stopped: %s", refusal)
+        if self.options.on_refused is not None:
+            try:
+                self.options.on_refused(refusal)
+            except Exception:
+                log.exception("livereplay on_refused callback failed")
 
     def _welcomed(self, welcome: Welcome) -> None:
         state = self.state
@@ -356,6 +402,8 @@ class Sender:
         async for message in ws:
             answer = server_decoder.decode(_bytes(message))
             if isinstance(answer, Error):
+                if answer.code in FINAL_REFUSALS:
+                    raise WriterRefused(answer.code, answer.message)
                 raise ProtocolFault(f"the daemon refused the connection: {answer.code}")
             if not isinstance(answer, Ack | Refused) or not in_flight:
                 raise ProtocolFault(f"unexpected message {answer}")

@@ -18,7 +18,7 @@ from typing import Final
 
 import msgspec
 
-from ._cursor import Cursor
+from ._cursor import Cursor, StartWord
 from ._rules import Events, Gap, Subscription
 from ._window import LocalWindow, Watcher, now_ms
 from ._wire import EventOut
@@ -51,7 +51,7 @@ class WindowSubscription:
     `SubscriberLagged` if it falls out of the window.
     """
 
-    def __init__(self, window: LocalWindow, session_id: str, cursor: Cursor) -> None:
+    def __init__(self, window: LocalWindow, session_id: str, cursor: Cursor | StartWord) -> None:
         self._window = window
         self._sub = Subscription(session_id, cursor)
         self._ready: deque[EventOut] = deque()

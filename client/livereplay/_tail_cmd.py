@@ -20,12 +20,12 @@ from typing import Any, Final, TextIO
 
 import msgspec
 
+from ._cli import DEFAULT_URL, daemon_url, env_default
 from ._cursor import MalformedCursor, WrongSession, parse_start, valid_session_id
 from ._reader import Item, ReaderError, ReaderStatus, subscribe
 from ._rules import CaughtUp, Gap
 from ._wire import EventOut
 
-DEFAULT_URL: Final = "http://127.0.0.1:7447"
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -42,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--url",
-        default=os.environ.get("LIVEREPLAY_URL", DEFAULT_URL),
-        help=f"the daemon (default $LIVEREPLAY_URL or {DEFAULT_URL})",
+        type=daemon_url,
+        default=env_default("LIVEREPLAY_URL", DEFAULT_URL),
+        help=f"the daemon, e.g. {DEFAULT_URL} or localhost:7447 (default $LIVEREPLAY_URL "
+        f"or {DEFAULT_URL})",
     )
     parser.add_argument(
         "--token",

@@ -22,11 +22,19 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from ._cursor import PREFIX, U64_MAX, Cursor, parse_cursor, valid_session_id
+from ._cursor import (
+    PREFIX,
+    U64_MAX,
+    Cursor,
+    StartWord,
+    WrongSession,
+    parse_cursor,
+    valid_session_id,
+)
 from ._ijson import encode_payload
 from ._ingest_wire import PATH
 from ._rules import Gap, read_page
-from ._sender import Sender, WriterOptions
+from ._sender import Sender, WriterOptions, WriterRefused
 from ._subscription import WindowSubscription, decode_events
 from ._window import LocalWindow
 from ._wire import EventOut
@@ -61,6 +69,9 @@ class WriterStats:
     window_resends: int  # times a restarted daemon got the retained window again
     retained_events: int
     retained_bytes: int
+    # Why the daemon refused this writer for good (its code, e.g. `unauthenticated`):
+    # the sender has stopped and `append` raises `WriterRefused`. None while it has not.
+    refusal: str | None = None
 
 
 def ingest_url(url: str) -> str:
@@ -75,9 +86,17 @@ def ingest_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
-def _as_cursor(cursor: Cursor | str) -> Cursor:
-    """A cursor object; a malformed text raises `MalformedCursor`."""
-    return cursor if isinstance(cursor, Cursor) else parse_cursor(cursor)
+def _start(cursor: Cursor | str, session_id: str | None) -> tuple[Cursor | StartWord, str]:
+    """Where a read starts, and in which session: a cursor (a malformed text raises
+    `MalformedCursor`), or `earliest` / `latest` of `session_id` (which a word needs)."""
+    if cursor in ("earliest", "latest"):
+        if session_id is None:
+            raise ValueError(f"{cursor!r} needs the session: pass session_id=")
+        return ("earliest" if cursor == "earliest" else "latest"), session_id
+    start = cursor if isinstance(cursor, Cursor) else parse_cursor(cursor)
+    if session_id is not None and start.session_id != session_id:
+        raise WrongSession(f"the cursor belongs to session {start.session_id!r}")
+    return start, start.session_id
 
 
 class LiveReplayClient:
@@ -126,11 +145,14 @@ class LiveReplayClient:
         `NotIJson`, a `ValueError` (a payload the protocol refuses: a number outside
         what JSON and MessagePack both hold exactly, nesting deeper than 64, a lone
         surrogate), `TypeError` (a payload msgspec cannot encode as JSON),
-        `AppendRefused` (`event_too_large`), `ClientClosed`. Nothing is recorded when
+        `AppendRefused` (`event_too_large`), `ClientClosed`, and `WriterRefused` once
+        the daemon refused this writer for good (its token). Nothing is recorded when
         it raises. The returned event's `payload` is the object given, not a copy.
         """
         if self._closed:
             raise ClientClosed("the client is closed")
+        if (refusal := self._sender.state.refusal) is not None:
+            raise refusal
         if not self._window.knows(session_id) and not valid_session_id(session_id):
             raise ValueError("a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -")
         if not isinstance(revision, int) or not 0 <= revision <= U64_MAX:
@@ -146,9 +168,11 @@ class LiveReplayClient:
     def current_cursor(self, session_id: str, revision: int) -> Cursor:
         """A cursor at `revision` a host can resume from, on the daemon or here.
 
-        It names the last event the daemon acknowledged, and sits before any held
-        event of a newer revision: earlier than the true tail only replays more,
-        while a cursor ahead of the daemon would read as a gap.
+        It names the last event the daemon acknowledged (so right after an `append`
+        it is still before that event, position 0 for a new session, until its batch
+        is acknowledged: the cursor an `append` returns names the event itself), and
+        sits before any held event of a newer revision: earlier than the true tail only
+        replays more, while a cursor ahead of the daemon would read as a gap.
         """
         position = self._window.current_position(session_id, revision)
         return Cursor(self.incarnation, revision, position, session_id)
@@ -161,22 +185,33 @@ class LiveReplayClient:
             position = min(position, earliest)
         return Cursor(self.incarnation, revision, position, session_id)
 
-    def replay_after_cursor(self, cursor: Cursor | str) -> list[EventOut] | Gap:
-        """The retained events after `cursor`, or the gap that prevents continuing from it."""
-        start = _as_cursor(cursor)
-        session_id = start.session_id
+    def replay_after_cursor(
+        self, cursor: Cursor | str, *, session_id: str | None = None
+    ) -> list[EventOut] | Gap:
+        """The retained events after `cursor`, or the gap that prevents continuing from it.
+
+        `cursor` may also be `"earliest"` or `"latest"` (as the daemon's `after=`), with
+        the session named by `session_id`."""
+        start, session_id = _start(cursor, session_id)
+        after = (
+            start.position if isinstance(start, Cursor) else 0 if start == "earliest" else U64_MAX
+        )
         snapshot = self._window.snapshot(
-            session_id, start.position, self.options.window.max_events_per_session
+            session_id, after, self.options.window.max_events_per_session
         )
         events, gap, _, _ = read_page(snapshot, start, session_id)
         if gap is not None:
             return gap
         return decode_events([e.data for e in events])
 
-    def subscribe_after_cursor(self, cursor: Cursor | str) -> WindowSubscription | Gap:
-        """Retained events after `cursor`, then live ones; or the gap that prevents it."""
-        start = _as_cursor(cursor)
-        subscription = WindowSubscription(self._window, start.session_id, start)
+    def subscribe_after_cursor(
+        self, cursor: Cursor | str, *, session_id: str | None = None
+    ) -> WindowSubscription | Gap:
+        """Retained events after `cursor`, then live ones; or the gap that prevents it.
+
+        `cursor` may also be `"earliest"` or `"latest"`, with `session_id`."""
+        start, session_id = _start(cursor, session_id)
+        subscription = WindowSubscription(self._window, session_id, start)
         gap = subscription.first_read()
         if gap is not None:
             subscription.close()
@@ -210,6 +245,7 @@ class LiveReplayClient:
             window_resends=state.window_resends,
             retained_events=figures.retained_events,
             retained_bytes=figures.retained_bytes,
+            refusal=None if state.refusal is None else state.refusal.code,
         )
 
     # -- closing ---------------------------------------------------------------
@@ -300,4 +336,11 @@ def _close_open_clients() -> None:
             client._close_at_exit()
 
 
-__all__ = ["ClientClosed", "LiveReplayClient", "WriterOptions", "WriterStats", "ingest_url"]
+__all__ = [
+    "ClientClosed",
+    "LiveReplayClient",
+    "WriterOptions",
+    "WriterRefused",
+    "WriterStats",
+    "ingest_url",
+]

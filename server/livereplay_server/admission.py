@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket
 
+from . import activity
 from .auth import AuthError, bearer, token_from_subprotocols
 from .http import client_address
 from .limits import LimitExceeded
@@ -49,6 +50,7 @@ async def admit(
         authorize(token)
     except AuthError as exc:
         refused.labels(exc.code).inc()
+        activity.socket_refused(ws.scope, exc.code)
         await _refuse(ws, send_error, exc.code, exc.message, exc.close_code)
         return None
     client = client_address(ws)
@@ -56,8 +58,11 @@ async def admit(
         state.connections.acquire(client)
     except LimitExceeded as exc:
         refused.labels(exc.code).inc()
+        activity.socket_refused(ws.scope, exc.code, limit=True)
         await _refuse(ws, send_error, exc.code, exc.message, CLOSE_OVER_LIMIT)
         return None
+    # Its close is logged when its handler returns (app.SocketRoutes).
+    activity.socket_opened(ws.scope, state.activity)
     return client
 
 

@@ -11,11 +11,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import freed, http, inspector, openapi
+from . import activity, freed, http, httpstream, inspector, openapi
 from .config import Settings
 from .guard import RequestGuard
 from .http import ApiError, error_response
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
         sweeper = asyncio.create_task(_sweep_forever(store))
+        summary = asyncio.create_task(activity.summary_forever(state))
         log.info("started", instance=store.instance_id, host=settings.host, port=settings.port)
         if state.failpoints.armed:
             log.warning("failpoints_armed", failpoints=state.failpoints.armed)
@@ -58,30 +59,42 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         finally:
             state.stopping = True
             sweeper.cancel()
+            summary.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            with contextlib.suppress(asyncio.CancelledError):
+                await summary
             await store.close()
             log.info("stopped")
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         state.metrics.http_errors.labels(exc.code).inc()
+        activity.request_refused(request.scope, exc.status, exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.retry_after_s)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         state.metrics.http_errors.labels("unavailable").inc()
+        activity.request_refused(request.scope, 503, "unavailable")
         message = f"the storage backend is unavailable: {exc}"
         return error_response(503, "unavailable", message, http.RETRY_AFTER_S["unavailable"])
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        state.metrics.http_errors.labels(code).inc()
+        activity.request_refused(request.scope, exc.status_code, code)
+        response = error_response(exc.status_code, code, str(exc.detail))
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request.app.router.routes, request.scope)
+        return response
 
     session = "/v1/sessions/{session_id:str}"
     sockets = [WebSocketRoute(session + "/stream", stream), WebSocketRoute("/v1/ingest", ingest)]
     routes = [
         Route(session + "/cursor", http.get_cursor, methods=["GET"]),
+        # The reader stream over plain HTTP (SSE, NDJSON); its WebSocket is in `sockets`.
+        Route(session + "/stream", httpstream.get_stream, methods=["GET"]),
         Route(session + "/events", http.get_events, methods=["GET"]),
         Route(session + "/events", http.post_events, methods=["POST"]),
         Route(session + "/trim", http.post_trim, methods=["POST"]),
@@ -130,9 +143,26 @@ class SocketRoutes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child_scope)
-                    await route.endpoint(WebSocket(scope, receive, send))
+                    try:
+                        await route.endpoint(WebSocket(scope, receive, send))
+                    finally:
+                        activity.socket_closed(scope, state_of(scope).activity)
                     return
         await self.app(scope, receive, send)
+
+
+def state_of(scope: Scope) -> AppState:
+    state: AppState = scope["app"].state.livereplay
+    return state
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> str:
+    """`Allow` of a 405: the methods of every route of that path (a path may have several)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(scope["path"]):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _sweep_forever(store: Store) -> None:

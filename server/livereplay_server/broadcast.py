@@ -216,10 +216,16 @@ class Broadcaster:
             self.changed(session_id)
 
     def _wire(self, delivery: Delivery) -> dict[str, bytes]:
-        """The delivery's frame, built once per codec its readers use."""
+        """The delivery's frame, built once per codec its readers use (WebSocket frames,
+        or HTTP chunks of SSE or NDJSON: the codec knows)."""
         events: list[StoredEvent] = delivery.events
-        names = {m.codec for m in delivery.members}
-        return {name: frames.codec(name).events_wire(events) for name in names}
+        wires: dict[str, bytes] = {}
+        for member in delivery.members:
+            if member.codec not in wires:
+                reader = member.key
+                assert isinstance(reader, LiveReader)
+                wires[member.codec] = reader.codec.events_wire(events)
+        return wires
 
     # -- heartbeats ---------------------------------------------------------------
 

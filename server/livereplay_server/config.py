@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from livereplay import Limits
+from livereplay._cli import FromEnv, integer, number, size
 
 from .origins import host_error, is_loopback_name, origin_error
 
@@ -86,6 +87,13 @@ class Settings:
         default="auto", metadata={"help": "json, console, or auto (json when not on a terminal)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_summary_s: float = field(
+        default=60.0,
+        metadata={
+            "help": "log a summary at info every this many seconds (sessions, readers, writers, "
+            "appends and deliveries per second, gaps, memory); 0 turns it off"
+        },
+    )
     writer_token: str = field(
         default="",
         metadata={"help": "secret a writer must present for appends, trim and delete"},
@@ -201,6 +209,16 @@ def _parse_bool(text: str) -> bool:
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _METAVARS: dict[type, str] = {int: "N", float: "SECONDS", bool: "BOOL", str: "TEXT"}
+_CHOICES = {
+    "log_format": ("auto", "json", "console"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "backend": ("memory", "redis"),
+}
+
+
+def is_size(name: str) -> bool:
+    """A setting counted in bytes: it takes `8MiB`, `64KiB`, `1GiB` or a plain integer."""
+    return "bytes" in name.split("_")
 
 
 def flag_name(name: str) -> str:
@@ -215,25 +233,37 @@ def env_name(name: str) -> str:
     return "LIVEREPLAY_" + flag_name(name).replace("-", "_").upper()
 
 
+def _shown(name: str, default: object) -> object:
+    if default in ("", ()):
+        return "unset"
+    if is_size(name) and isinstance(default, int):
+        for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+            if default >= scale and default % scale == 0:
+                return f"{default // scale}{unit}"
+    return default
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; each default comes from `LIVEREPLAY_<NAME>` when set."""
-    choices = {
-        "log_format": ["auto", "json", "console"],
-        "log_level": ["debug", "info", "warning", "error"],
-        "backend": ["memory", "redis"],
-    }
+    """One flag per setting; each default comes from `LIVEREPLAY_<NAME>` when set.
+
+    An environment value is converted (and refused, naming the variable) only when
+    the flags are parsed, so a bad one never breaks building the parser.
+    """
     for f in fields(Settings):
         flag = "--" + flag_name(f.name)
         default = f.default
-        env = os.environ.get(env_name(f.name))
-        shown = "unset" if default in ("", ()) else default
-        help_text = f"{f.metadata['help']} (default {shown}; env {env_name(f.name)})"
+        env_text = os.environ.get(env_name(f.name))
+        env = None if env_text is None else FromEnv(env_text, env_name(f.name))
+        help_text = (
+            f"{f.metadata['help']} (default {_shown(f.name, default)}; env {env_name(f.name)})"
+        )
         if isinstance(default, bool):
+            # Converted in settings_from_args: BooleanOptionalAction takes no type.
             parser.add_argument(
                 flag,
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
-                default=_parse_bool(env) if env is not None else default,
+                default=env if env is not None else default,
                 help=help_text,
             )
         elif isinstance(default, tuple):
@@ -243,15 +273,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             parser.set_defaults(**{f"{f.name}_env": from_env})
         else:
-            kind: Any = type(default)
+            kind: Any
+            if is_size(f.name):
+                kind, metavar = size, "SIZE"
+            elif isinstance(default, int):
+                kind, metavar = integer, _METAVARS[int]
+            elif isinstance(default, float):
+                kind, metavar = number, _METAVARS[float]
+            else:
+                kind, metavar = str, _METAVARS[str]
+            choices = _CHOICES.get(f.name)
             parser.add_argument(
                 flag,
                 dest=f.name,
                 type=kind,
-                default=kind(env) if env is not None else default,
-                choices=choices.get(f.name),
+                default=env if env is not None else default,
+                choices=choices,
                 help=help_text,
-                metavar=None if f.name in choices else f.metadata.get("metavar", _METAVARS[kind]),
+                metavar=None if choices else f.metadata.get("metavar", metavar),
             )
 
 
@@ -261,6 +300,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         value = getattr(args, f.name)
         if isinstance(f.default, tuple):
             value = tuple(value) if value is not None else getattr(args, f"{f.name}_env")
+        elif isinstance(f.default, bool) and isinstance(value, str):
+            try:
+                value = _parse_bool(value)
+            except argparse.ArgumentTypeError as exc:
+                raise ValueError(f"${env_name(f.name)}: {exc}") from None
         values[f.name] = value
     settings = _read_secret_files(Settings(**values))
     validate(settings)
@@ -304,6 +348,8 @@ def validate(settings: Settings) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     if settings.startup_grace_s < 0:
         raise ValueError("--startup-grace-s must not be negative")
+    if settings.log_summary_s < 0:
+        raise ValueError("--log-summary-s must not be negative")
     if not 0 <= settings.port <= 65535:
         raise ValueError("--port must be 0..65535")
     if settings.max_append_rate < 0:
@@ -338,8 +384,12 @@ def validate(settings: Settings) -> None:
             ipaddress.ip_network(proxy)
         except ValueError:
             raise ValueError(f"--trusted-proxy: {proxy!r} is not an address or network") from None
-    if settings.backend not in ("memory", "redis"):
-        raise ValueError("--backend must be memory or redis")
+    for name, allowed in _CHOICES.items():
+        # A flag is checked by argparse; a value from the environment is checked here.
+        if getattr(settings, name) not in allowed:
+            raise ValueError(
+                f"--{flag_name(name)} (${env_name(name)}) must be one of {', '.join(allowed)}"
+            )
     # Braces would move the Redis Cluster hash tag off the session id.
     if not settings.redis_key_prefix or set("{}") & set(settings.redis_key_prefix):
         raise ValueError("--redis-key-prefix must be non-empty and contain no braces")
@@ -358,6 +408,6 @@ def _validate_hardening(settings: Settings) -> None:
 
 
 def parse(argv: Sequence[str]) -> Settings:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     add_arguments(parser)
     return settings_from_args(parser.parse_args(list(argv)))

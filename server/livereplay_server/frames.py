@@ -1,7 +1,8 @@
 """Server-to-reader frames (PROTOCOL.md section 7) in both subprotocols.
 
 Control frames are small dicts encoded per connection; `events` frames are the
-stored event bytes joined, so no event is encoded again on the way out.
+stored event bytes joined, so no event is encoded again on the way out. The same
+frames as SSE and NDJSON, for plain-HTTP readers, are codecs too (httpframes.py).
 """
 
 from __future__ import annotations
@@ -83,17 +84,26 @@ class Codec:
     text: bool
     encode: Callable[[Any], bytes]
     events: Callable[[list[StoredEvent]], bytes]
+    # Carried in an HTTP response body (SSE, NDJSON: httpframes.py), not WebSocket frames.
+    http: bool = False
 
     def websocket_frame(self, payload: bytes) -> bytes:
         """The whole WebSocket frame of a payload, as a server sends it (unmasked)."""
         opcode = Opcode.TEXT if self.text else Opcode.BINARY
         return Frame(opcode, payload).serialize(mask=False)
 
+    def transport_frame(self, payload: bytes) -> bytes:
+        """A payload as its connection carries it whole: a WebSocket frame, or one chunk
+        of a chunked HTTP response (what uvicorn writes for a body message)."""
+        if self.http:
+            return b"%x\r\n%b\r\n" % (len(payload), payload)
+        return self.websocket_frame(payload)
+
     def events_wire(self, events: list[StoredEvent]) -> bytes:
-        return self.websocket_frame(self.events(events))
+        return self.transport_frame(self.events(events))
 
     def wire(self, frame: dict[str, Any]) -> bytes:
-        return self.websocket_frame(self.encode(frame))
+        return self.transport_frame(self.encode(frame))
 
 
 def _json_events(events: list[StoredEvent]) -> bytes:
@@ -110,11 +120,6 @@ MSGPACK: Final = Codec(
 )
 # A client that offers no subprotocol we speak gets JSON, and no subprotocol.
 PLAIN_JSON: Final = Codec("json", None, True, json_encoder.encode, _json_events)
-_BY_NAME: Final = {c.name: c for c in (JSON, MSGPACK)}
-
-
-def codec(name: str) -> Codec:
-    return _BY_NAME[name]
 
 
 def choose_codec(offered: list[str]) -> Codec:

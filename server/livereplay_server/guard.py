@@ -11,6 +11,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from . import activity
 from .http import error_response
 from .origins import HostPolicy, OriginPolicy
 from .state import AppState
@@ -31,12 +32,15 @@ class RequestGuard:
         headers = Headers(scope=scope)
         if not self.hosts.allows(headers.get("host")):
             code, message = "host_forbidden", "this Host is not one of the daemon's names"
+            refused = {"host": headers.get("host"), "reason": message}
         elif not self.origins.allows(headers.get("origin")):
             code, message = "origin_forbidden", "this Origin is not allowed"
+            refused = {"origin": headers.get("origin"), "reason": message}
         else:
             await self.app(scope, receive, send)
             return
         response = error_response(403, code, message)
+        activity.request_refused(scope, 403, code, **refused)
         metrics = self.state.metrics
         if scope["type"] == "http":
             metrics.http_errors.labels(code).inc()

@@ -17,8 +17,10 @@ from livereplay import (
     AppendRefused,
     AppendResult,
     Cursor,
+    Gap,
     MalformedCursor,
     StartWord,
+    StoredEvent,
     WrongSession,
     parse_start,
     valid_session_id,
@@ -32,11 +34,13 @@ from .auth import AuthError, ReaderGrant, bearer
 from .clock import now_ms
 from .frames import gap_body
 from .limits import LimitExceeded
+from .longpoll import ChangeWait
 from .state import AppState
 from .store import SessionInfo, Store, StoreUnavailable
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 256
+MAX_WAIT_MS = 30_000  # a long-poll page's longest wait
 
 REFUSAL_STATUS = {
     "incarnation_superseded": 409,
@@ -95,6 +99,9 @@ def _state(request: Request) -> AppState:
 def _token(request: Request) -> str | None:
     """A bearer token, or `?token=` (what a browser's fetch or page link can carry)."""
     return bearer(request.headers.get("authorization")) or request.query_params.get("token")
+
+
+request_token = _token  # for the HTTP reader stream (httpstream.py)
 
 
 def _guard(check: Callable[[], object]) -> None:
@@ -170,6 +177,12 @@ async def get_cursor(request: Request) -> Response:
         raise ApiError(400, "invalid_query", "`revision` must be an unsigned 64-bit integer")
     info = await state.store.info(session_id)
     if info is None:
+        # During the startup grace the writer may be about to re-send the session's
+        # window: 503 `starting`, as a page of its events answers (rule 2).
+        wait_ms = state.grace_until_ms() - now_ms()
+        if wait_ms > 0:
+            message = "waiting for the writer to re-send its window; retry in a moment"
+            raise ApiError(503, "starting", message, wait_ms / 1000)
         raise ApiError(404, "unknown_session", f"no session {session_id!r}")
     tail = info.tail_cursor
     cursor = (
@@ -194,6 +207,41 @@ async def get_events(request: Request) -> Response:
     session_id = _as_reader(request)
     start = _start(request.query_params.get("after"), session_id)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    wait_ms = _int_param(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    # Long-poll: a page that would be empty and caught up waits for the next change.
+    waiting = (
+        ChangeWait(request.scope, state.store.changes, session_id, wait_ms) if wait_ms else None
+    )
+    try:
+        while True:
+            change = waiting.next_change() if waiting is not None else None
+            events, gap, next_cursor, caught_up = await _read_page(state, session_id, start, limit)
+            if waiting is None or change is None or events or gap is not None or not caught_up:
+                break
+            if not await waiting.wait(change):
+                break
+            # Read on from where this page ended: `latest` must not move with the tail.
+            start = next_cursor if isinstance(next_cursor, Cursor) else "earliest"
+    finally:
+        if waiting is not None:
+            waiting.close()
+    body = (
+        b'{"events":['
+        + b",".join(e.data for e in events)
+        + b'],"gap":'
+        + json_encoder.encode(None if gap is None else gap_body(gap))
+        + b',"next_cursor":'
+        + json_encoder.encode(str(next_cursor))
+        + b',"caught_up":'
+        + (b"true" if caught_up else b"false")
+        + b"}"
+    )
+    return Response(body, media_type="application/json")
+
+
+async def _read_page(
+    state: AppState, session_id: str, start: Cursor | StartWord, limit: int
+) -> tuple[list[StoredEvent], Gap | None, Cursor | StartWord, bool]:
     after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else 2**64)
     snapshot = await state.store.snapshot(
         session_id, min(after, 2**64 - 1), limit, state.settings.max_frame_bytes
@@ -208,18 +256,7 @@ async def get_events(request: Request) -> Response:
         raise ApiError(503, "starting", message, retry_after_s) from None
     if gap is not None:
         state.metrics.gaps.labels(gap.reason.value, gap.detail.value).inc()
-    body = (
-        b'{"events":['
-        + b",".join(e.data for e in events)
-        + b'],"gap":'
-        + json_encoder.encode(None if gap is None else gap_body(gap))
-        + b',"next_cursor":'
-        + json_encoder.encode(str(next_cursor))
-        + b',"caught_up":'
-        + (b"true" if caught_up else b"false")
-        + b"}"
-    )
-    return Response(body, media_type="application/json")
+    return events, gap, next_cursor, caught_up
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -334,8 +371,12 @@ async def append(
 async def post_events(request: Request) -> Response:
     state = _state(request)
     session_id = _as_writer(request)
-    body = await read_body(request, state.settings.max_batch_bytes)
-    batch = decode_batch(body)
+    try:
+        batch = decode_batch(await read_body(request, state.settings.max_batch_bytes))
+    except ApiError as exc:
+        # A batch refused before the store sees it counts as one, as on the ingest socket.
+        state.metrics.append_refused.labels(exc.code).inc()
+        raise
     result = await append(
         state, session_id, batch.incarnation, batch.events, client_address(request)
     )

@@ -81,10 +81,21 @@ class Metrics:
         self.duplicates = Counter(
             "livereplay_events_duplicate", "Events ignored as already appended", registry=r
         )
+        # Each refusal counts once in each metric it belongs to: a batch refused over HTTP
+        # is an append refused and an HTTP error; one refused on the ingest socket is an
+        # append refused only. Unauthenticated writers are not counted here (no batch was
+        # read): they are HTTP errors or refused connections.
         self.append_refused = Counter(
-            "livereplay_appends_refused", "Append batches refused, by code", ["code"], registry=r
+            "livereplay_appends_refused",
+            "Append batches refused, by code, on either channel (POST .../events and the "
+            "ingest socket), whatever refused them (body, size, I-JSON, rate, store); "
+            "an HTTP one also counts in livereplay_http_errors_total",
+            ["code"],
+            registry=r,
         )
-        self.readers = Gauge("livereplay_readers", "Connected WebSocket readers", registry=r)
+        self.readers = Gauge(
+            "livereplay_readers", "Connected stream readers (WebSocket, SSE, NDJSON)", registry=r
+        )
         self.frames_sent = Counter(
             "livereplay_frames_sent", "Frames sent to readers, by type", ["type"], registry=r
         )
@@ -119,7 +130,11 @@ class Metrics:
             registry=r,
         )
         self.http_errors = Counter(
-            "livereplay_http_errors", "HTTP error answers, by code", ["code"], registry=r
+            "livereplay_http_errors",
+            "HTTP error answers of the app, by code: every route, refused appends, "
+            "Host/Origin refusals, not_found and method_not_allowed included",
+            ["code"],
+            registry=r,
         )
         self.backlog_events = Histogram(
             "livereplay_backlog_events",

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from livereplay._cursor import INCARNATION_RE, SESSION_ID_RE, U64_MAX
 
-from .http import DEFAULT_PAGE, MAX_PAGE, JSONResponse
+from .http import DEFAULT_PAGE, MAX_PAGE, MAX_WAIT_MS, JSONResponse
 
 Schema = dict[str, Any]
 
@@ -51,6 +51,7 @@ WEBSOCKETS: Final[Schema] = {
             "1001": "going away",
         },
         "spec": "PROTOCOL.md section 7",
+        "plain_http": "the same stream without an upgrade: `paths` (SSE or NDJSON)",
     },
     "/v1/ingest": {
         "summary": "writer ingest: MessagePack `append` batches in, `ack` / `refused` out",
@@ -81,6 +82,10 @@ Two WebSocket endpoints are not modelled by OpenAPI (see `x-websockets`):
   `heartbeat`, `error`; a client fault gets one `error` frame and close 4400.
   A disallowed `Origin` or `Host` gets HTTP 403 (`origin_forbidden`,
   `host_forbidden`) before the handshake, on sockets and HTTP alike.
+  The same path without an upgrade streams the same frames over plain HTTP,
+  as SSE (`Accept: text/event-stream`, PROTOCOL.md section 8) or NDJSON
+  (`Accept: application/x-ndjson`): documented in `paths`, marked
+  `x-long-lived` (the response lasts as long as the reader stays).
 - `GET /v1/ingest`: the writer's MessagePack channel (docs/INGEST.md),
   subprotocol `livereplay.ingest.v1`; `welcome`, then one `ack` or `refused`
   per `append`; a frame that is not a batch gets an `error` frame and close 4400.
@@ -232,6 +237,7 @@ _STATUS_TEXT: Final = {
     401: "no valid token",
     403: "the token, the Origin or the Host is not allowed",
     404: "not found",
+    406: "not an acceptable form",
     409: "conflict",
     413: "too large",
     429: "over a limit",
@@ -351,7 +357,12 @@ PATHS: Final[Schema] = {
                 }
             ],
             _json(_ref("SessionCursor"), "the tail"),
-            {400: [*INVALID_SESSION, "invalid_query"], 404: SESSION_ERRORS[404]},
+            # 503 `starting`: an unknown session during the startup grace.
+            {
+                400: [*INVALID_SESSION, "invalid_query"],
+                404: SESSION_ERRORS[404],
+                503: ["starting"],
+            },
         ),
     },
     "/v1/sessions/{session_id}/events": {
@@ -367,6 +378,21 @@ PATHS: Final[Schema] = {
                     "schema": START,
                 },
                 _limit_param(DEFAULT_PAGE),
+                {
+                    "name": "wait_ms",
+                    "in": "query",
+                    "required": False,
+                    "description": (
+                        "long-poll: a page that would be empty and caught up waits up to this"
+                        " long for the session's next change, then is answered"
+                    ),
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_WAIT_MS,
+                        "default": 0,
+                    },
+                },
             ],
             _json(_ref("Page"), "events, or a gap in their place"),
             {
@@ -399,6 +425,47 @@ PATHS: Final[Schema] = {
                     }
                 ),
             },
+        },
+    },
+    "/v1/sessions/{session_id}/stream": {
+        "parameters": [SESSION_ID_PARAM],
+        "get": {
+            **_read_op(
+                "the reader stream over plain HTTP, SSE or NDJSON by `Accept` (PROTOCOL.md"
+                " sections 6 and 8); a WebSocket upgrade of this path is in `x-websockets`",
+                [
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": f"{START_DESCRIPTION}; required unless `Last-Event-ID`",
+                        "schema": START,
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "where a reconnecting EventSource resumes: wins over"
+                        " `cursor`",
+                        "schema": START,
+                    },
+                ],
+                {
+                    "description": "`hello`, the backlog, `caught_up`, then live events, for"
+                    " as long as the reader stays",
+                    "content": {
+                        "text/event-stream": {"schema": STRING},
+                        "application/x-ndjson": {"schema": STRING},
+                    },
+                },
+                {
+                    400: [*INVALID_SESSION, "malformed_cursor", "wrong_session"],
+                    404: NOT_ROUTED,
+                    406: ["not_acceptable"],
+                    429: ["too_many_connections"],
+                },
+            ),
+            "x-long-lived": True,
         },
     },
     "/v1/sessions/{session_id}/trim": {

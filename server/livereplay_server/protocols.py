@@ -12,6 +12,9 @@ here, below the app, so they hold for every route and every close:
 - over `--max-http-connections` HTTP connections, the next request gets 503 with
   `Retry-After`; WebSockets are not counted (the app's `--max-connections` is theirs);
 - a response the client stops taking for `--send-timeout-s` is cut off;
+- a response that streams (SSE, NDJSON, a long-poll) gets a socket handle like a
+  WebSocket's (sockets.py), whose `lost` is done on disconnect and on shutdown, so the
+  stream ends at once rather than holding the server's exit;
 - every close is bounded, and an answer given before the request was read whole is
   followed by a lingering close (transport.py), so the client reads it, not a reset.
 
@@ -21,11 +24,16 @@ Each refusal or timeout counts in `livereplay_http_connections_refused_total{cod
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
@@ -34,7 +42,7 @@ from livereplay._wire import json_encoder
 
 from .config import Settings
 from .metrics import Metrics
-from .sockets import SCOPE_KEY, Socket
+from .sockets import HTTP_SCOPE_KEY, SCOPE_KEY, Socket
 from .transport import STALL_S, BoundedTransport
 
 MiB = 1024 * 1024
@@ -126,6 +134,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_mark = 0
+        self._stream_lost: asyncio.Future[None] | None = None  # a streaming response's
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self.guard
@@ -142,6 +151,7 @@ class GuardedHttp(HttpToolsProtocol):
         self.bounded.lost()
         self._stop_timers()
         self._release()
+        self._end_stream()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -159,6 +169,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         self.bounded.expect_input = False  # on shutdown, no lingering over unread input
+        self._end_stream()  # a streaming response ends now; then the connection closes
         super().shutdown()
 
     # Parser callbacks
@@ -213,6 +224,8 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_headers_complete()
         if not upgrade:
             self._body_timer = self.loop.call_later(self.guard.body_timeout_s, self._body_timeout)
+            extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
+            extensions[HTTP_SCOPE_KEY] = _StreamOpener(self, self.cycle)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -246,6 +259,28 @@ class GuardedHttp(HttpToolsProtocol):
     def _unsupported_upgrade_warning(self) -> None:
         if not self._refused:  # a refused head's headers were dropped, Upgrade among them
             super()._unsupported_upgrade_warning()
+
+    # Streaming responses
+
+    def _stream_socket(self, cycle: RequestResponseCycle) -> Socket:
+        """The socket handle of `cycle`'s response, which streams (sockets.py)."""
+        self._end_stream()  # an earlier request's stream on this connection is over
+        lost: asyncio.Future[None] = self.loop.create_future()
+        self._stream_lost = lost
+        return Socket(
+            self.bounded,
+            lost,
+            write=self.bounded.write,
+            can_write=lambda: (
+                cycle.response_started and not (cycle.response_complete or cycle.disconnected)
+            ),
+            shares_frames=True,
+        )
+
+    def _end_stream(self) -> None:
+        lost = self._stream_lost
+        if lost is not None and not lost.done():
+            lost.set_result(None)
 
     # Flow control: a response the client stops taking is cut off
 
@@ -345,6 +380,24 @@ class GuardedHttp(HttpToolsProtocol):
             self._counted = False
             self.guard.http_connections -= 1
             self.guard.metrics.http_connections.dec()
+
+
+class _StreamOpener:
+    """What an HTTP scope holds to make its response's socket handle, on demand (only a
+    streaming response asks). Weak references: the scope it sits in must not keep its
+    connection and request alive in a cycle until the garbage collector runs."""
+
+    __slots__ = ("_cycle", "_protocol")
+
+    def __init__(self, protocol: GuardedHttp, cycle: RequestResponseCycle) -> None:
+        self._protocol = weakref.ref(protocol)
+        self._cycle = weakref.ref(cycle)
+
+    def __call__(self) -> Socket | None:
+        protocol, cycle = self._protocol(), self._cycle()
+        if protocol is None or cycle is None:
+            return None
+        return protocol._stream_socket(cycle)
 
 
 class _Inbox:
@@ -468,7 +521,12 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept":
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A denial response (guard.py's 403) is a completed handshake: uvicorn only
+            # marks it so once the connection is lost, and a handler returning before
+            # that would be logged as an error ("returned without completing handshake").
+            self.handshake_complete = True
+        elif message["type"] == "websocket.accept":
             # The handshake is done, and admission read its headers: an idle reader
             # need not hold them (2.5 KB of a reader's 20). The parser's generator keeps
             # the request itself alive, so its headers are emptied in place.

@@ -4,7 +4,8 @@ ASGI gives an app no way to drop a connection, to see what is still buffered for
 or to send the same bytes to many: a send goes through `send()`, which frames each
 message again for each connection and waits behind a peer that stopped reading, and
 uvicorn's `transport.close()` then waits for that peer to drain, which it never does.
-Our WebSocket protocol (`protocols.py`) puts this handle in every scope; other
+Our WebSocket protocol (`protocols.py`) puts this handle in every scope, and our HTTP
+protocol makes one for a response that streams (SSE, NDJSON, a long-poll); other
 servers give none, and the daemon then uses plain ASGI sends.
 
 - `abort()` drops the connection at once (a reader cut off after a send timeout).
@@ -26,6 +27,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 SCOPE_KEY = "livereplay.socket"
+# An HTTP request's scope holds, under this key, a function that makes its response's
+# socket handle, for a response that streams (httpstream.py); other requests make none.
+HTTP_SCOPE_KEY = "livereplay.http_socket"
 
 
 class Socket:
@@ -75,6 +79,13 @@ class Socket:
 
 def socket_of(scope: Mapping[str, Any]) -> Socket | None:
     found = (scope.get("extensions") or {}).get(SCOPE_KEY)
+    return found if isinstance(found, Socket) else None
+
+
+def http_socket_of(scope: Mapping[str, Any]) -> Socket | None:
+    """The socket handle of an HTTP response that streams; None from another server."""
+    opener = (scope.get("extensions") or {}).get(HTTP_SCOPE_KEY)
+    found = opener() if callable(opener) else None
     return found if isinstance(found, Socket) else None
 
 

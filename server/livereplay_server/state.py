@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .activity import Activity
 from .auth import Authenticator
 from .broadcast import Broadcaster
 from .config import Settings
@@ -23,6 +24,7 @@ class AppState:
     append_rate: RateLimiter = field(init=False)
     failpoints: Failpoints = field(default_factory=Failpoints.from_environment)
     broadcaster: Broadcaster = field(init=False)
+    activity: Activity = field(default_factory=Activity)
     stopping: bool = False
 
     def __post_init__(self) -> None:

@@ -18,11 +18,13 @@ from collections.abc import AsyncGenerator
 from typing import Protocol
 from urllib.parse import quote
 
+import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from tests.faults.history import Frame, History, cursor_point
+from tests.support.httpstream import NDJSON, SSE, frame_of, ndjson_frames, sse_messages
 
 # Closes and handshake answers after which a reader tries again (PROTOCOL.md 7).
 RETRY_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013})
@@ -92,6 +94,93 @@ class WebSocketTransport:
         if code in RETRY_CLOSES:
             raise Retry(f"close {code}")
         raise Stop(f"closed with {code}")
+
+
+class _HttpTransport:
+    """A reader stream over plain HTTP; subclasses say how a response becomes frames."""
+
+    accept = ""
+
+    def __init__(self, open_timeout: float = 5.0, read_timeout: float = 40.0) -> None:
+        # Longer than a heartbeat period: a silent connection is a dead one.
+        self.timeout = httpx.Timeout(read_timeout, connect=open_timeout)
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": self.accept}
+
+    def url_cursor(self, cursor: str) -> str:
+        return cursor
+
+    def parse(self, response: httpx.Response) -> Frames:
+        raise NotImplementedError
+
+    async def frames(self, base_url: str, session_id: str, cursor: str) -> Frames:
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client,
+                client.stream(
+                    "GET",
+                    base_url + stream_path(session_id, self.url_cursor(cursor)),
+                    headers=self.headers(),
+                ) as response,
+            ):
+                status = response.status_code
+                if status in RETRY_STATUSES:
+                    raise Retry(f"HTTP {status}")
+                if status != 200:
+                    raise Stop(f"answered HTTP {status}")
+                async with contextlib.aclosing(self.parse(response)) as frames:
+                    async for frame in frames:
+                        yield frame
+        except (httpx.TransportError, OSError) as exc:
+            raise Retry(f"HTTP stream: {type(exc).__name__}") from None
+
+
+class SSETransport(_HttpTransport):
+    """Server-Sent Events, as a browser's `EventSource` reads them: its URL never
+    changes (the cursor of the first connection), and it reconnects with the last `id:`
+    it was sent as `Last-Event-ID`, which wins over the URL's cursor. So the ids alone
+    say where this reader resumes: a wrong one shows as a duplicate or a hole.
+    """
+
+    accept = SSE
+
+    def __init__(self, open_timeout: float = 5.0, read_timeout: float = 40.0) -> None:
+        super().__init__(open_timeout, read_timeout)
+        self.last_event_id: str | None = None
+        self._url_cursor: str | None = None
+
+    def url_cursor(self, cursor: str) -> str:
+        if self._url_cursor is None:
+            self._url_cursor = cursor
+        return self._url_cursor
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        return headers
+
+    async def parse(self, response: httpx.Response) -> Frames:
+        async for message in sse_messages(response):
+            self.last_event_id = message.id
+            yield frame_of(message)
+
+
+class NDJSONTransport(_HttpTransport):
+    """One frame object per line, exactly as over WebSocket (JSON)."""
+
+    accept = NDJSON
+
+    def parse(self, response: httpx.Response) -> Frames:
+        return ndjson_frames(response)
+
+
+TRANSPORTS: dict[str, type[WebSocketTransport | SSETransport | NDJSONTransport]] = {
+    "ws": WebSocketTransport,
+    "sse": SSETransport,
+    "ndjson": NDJSONTransport,
+}
 
 
 class Reader:

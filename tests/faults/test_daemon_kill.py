@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.faults.harness import FaultRun, Scale, metric
-from tests.faults.readers import Reader
+from tests.faults.readers import TRANSPORTS, Reader, SSETransport
 
 SESSION = "fault-s1"
 GRACE = ["--startup-grace-s", "10"]
@@ -52,22 +52,33 @@ async def kill_rounds(
             reader.start()
 
 
-def readers(run: FaultRun, url: str, live: int, lagging: int) -> tuple[list[Reader], list[Reader]]:
+def readers(
+    run: FaultRun, url: str, live: int, lagging: int, kinds: tuple[str, ...] = ("ws",)
+) -> tuple[list[Reader], list[Reader]]:
     """Readers that retry quickly (every <= 50 ms), so they are back on the restarted
-    daemon before the writer, and wait there while its window is restored."""
-    fast = {"backoff_cap_s": FAST_RETRY_S}
-    a = [run.reader(f"live-{i}", url, SESSION, **fast) for i in range(live)]
-    b = [run.reader(f"lagging-{i}", url, SESSION, **fast) for i in range(lagging)]
-    return a, b
+    daemon before the writer, and wait there while its window is restored. `kinds`:
+    their transports in turn (readers.TRANSPORTS: WebSocket, SSE, NDJSON)."""
+
+    def make(name: str, i: int) -> Reader:
+        kind = kinds[i % len(kinds)]
+        transport = TRANSPORTS[kind]()
+        return run.reader(
+            f"{name}-{kind}-{i}", url, SESSION, transport=transport, backoff_cap_s=FAST_RETRY_S
+        )
+
+    return [make("live", i) for i in range(live)], [make("lagging", i) for i in range(lagging)]
 
 
 async def test_kill_9_daemon_under_load(fault_run: FaultRun, scale: Scale) -> None:
     """1. Several kill -9 of the daemon under ~1000 events/s: no gap at all while the
-    writer's window covers what the readers missed."""
+    writer's window covers what the readers missed. Readers of every transport
+    (WebSocket, SSE resuming by `Last-Event-ID`, NDJSON) keep the same promises."""
     run = fault_run
     daemon = run.daemon(*GRACE)
     run.writer(daemon.http_url, SESSION, rate=1000)
-    _, lagging = readers(run, daemon.http_url, scale.pick(4, 12), scale.pick(2, 6))
+    _, lagging = readers(
+        run, daemon.http_url, scale.pick(6, 12), scale.pick(3, 6), kinds=("ws", "sse", "ndjson")
+    )
     await kill_rounds(
         run,
         daemon.http_url,
@@ -83,6 +94,12 @@ async def test_kill_9_daemon_under_load(fault_run: FaultRun, scale: Scale) -> No
     stats = run.writer_procs[0].stats
     assert stats is not None and stats["dropped"] == 0 and stats["refused"] == 0, stats
     assert stats["window_resends"] == run.faults["daemon kill -9"], stats
+    # Every reader rode out the restarts on its own transport, and the SSE readers
+    # came back with the ids they were sent.
+    for reader in run.readers:
+        assert reader.hellos > 1, reader.where()
+        if isinstance(reader.transport, SSETransport):
+            assert reader.transport.last_event_id == reader.cursor, reader.where()
 
 
 async def test_restore_over_the_append_rate(fault_run: FaultRun, scale: Scale) -> None:
@@ -173,7 +190,9 @@ async def test_window_restored_in_several_batches(fault_run: FaultRun, scale: Sc
         "512",
         rate=1000,
     )
-    _, lagging = readers(run, daemon.http_url, scale.pick(3, 8), scale.pick(2, 4))
+    _, lagging = readers(
+        run, daemon.http_url, scale.pick(3, 9), scale.pick(3, 6), kinds=("ws", "sse", "ndjson")
+    )
 
     def kill_while_the_writer_lags() -> None:
         # The writer comes back last: every reader is already waiting on the restarted

@@ -121,3 +121,150 @@ async def test_tail_says_once_that_it_reconnects_and_goes_on() -> None:
     assert proc.stderr is not None
     err = (await proc.stderr.read()).decode()
     assert err.count("reconnecting") == 1, err
+
+
+async def run_append(stdin: bytes, *args: str) -> tuple[int, str, str]:
+    """`livereplay append ARGS < stdin`, as a user runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "livereplay_server",
+        "append",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_append_reaches_a_host_already_tailing_the_session(
+    daemon: InProcessDaemon,
+) -> None:
+    """Issue 12: `livereplay append` is a plain producer by default, so it appends to
+    the session as it is (no takeover): the tail sees the events live, with no gap,
+    and the cursors append printed are the daemon's."""
+    async with httpx.AsyncClient(base_url=daemon.http_url) as client:
+        await append(client, "s-1", ["from the runtime"], incarnation=INC)
+        proc = await start_tail("s-1", "--json", "--url", daemon.http_url)
+        try:
+            lines = [json.loads(await read_line(proc)) for _ in range(2)]
+            assert [line["type"] for line in lines] == ["event", "caught_up"]
+
+            code, out, err = await run_append(
+                b'{"n": 1}\n\n"two"\n', "s-1", "--revision", "5", "--url", daemon.http_url
+            )
+            assert code == 0, err
+            printed = out.split()
+            live = [json.loads(await read_line(proc)) for _ in range(2)]
+            assert [line["type"] for line in live] == ["event", "event"], live
+            assert [(e["position"], e["revision"], e["payload"]) for e in live] == [
+                (2, 5, {"n": 1}),
+                (3, 5, "two"),
+            ]
+            assert {e["replay_incarnation_id"] for e in live} == {INC}
+            assert printed == [e["cursor"] for e in live]
+            assert printed == [f"lashsc2:{INC}:5:2:s-1", f"lashsc2:{INC}:5:3:s-1"]
+
+            # The runtime goes on appending after them, as the same writer.
+            await append(client, "s-1", ["after"], incarnation=INC, first_position=4)
+            after = json.loads(await read_line(proc))
+            assert (after["type"], after["position"], after["payload"]) == ("event", 4, "after")
+        finally:
+            assert await interrupt(proc) == 0
+
+
+async def test_append_as_writer_takes_the_session_over(daemon: InProcessDaemon) -> None:
+    """`--as-writer` is the explicit opt-in to a new incarnation: hosts get a gap."""
+    async with httpx.AsyncClient(base_url=daemon.http_url) as client:
+        await append(client, "s-1", ["old"], incarnation=INC)
+        proc = await start_tail("s-1", "--json", "--url", daemon.http_url)
+        try:
+            assert [json.loads(await read_line(proc))["type"] for _ in range(2)] == [
+                "event",
+                "caught_up",
+            ]
+            code, out, err = await run_append(
+                b'"new"\n', "s-1", "--revision", "1", "--as-writer", "--url", daemon.http_url
+            )
+            assert code == 0, err
+            (cursor,) = out.split()
+            assert not cursor.startswith(f"lashsc2:{INC}:")
+            gap = json.loads(await read_line(proc))
+            assert (gap["type"], gap["detail"]) == ("gap", "incarnation_changed")
+            # The host reloads its state; it resumes after the new writer's event.
+            assert gap["latest_cursor"] == cursor
+        finally:
+            assert await interrupt(proc) == 0
+
+
+async def test_append_and_tail_take_a_url_without_a_scheme(daemon: InProcessDaemon) -> None:
+    """Issue 12: `--url localhost:7447` is http://localhost:7447, not a traceback."""
+    address = f"127.0.0.1:{daemon.settings.port}"
+    code, out, err = await run_append(b"1\n", "s-2", "--revision", "1", "--url", address)
+    assert code == 0, err
+    assert out.split()[0].endswith(":1:1:s-2")
+    proc = await start_tail("s-2", "--json", "--url", address)
+    try:
+        first = json.loads(await read_line(proc))
+        assert (first["type"], first["payload"]) == ("event", 1)
+    finally:
+        assert await interrupt(proc) == 0
+
+
+async def test_a_bad_url_is_one_error_line_not_a_traceback() -> None:
+    for command in (("tail", "s"), ("append", "s", "--revision", "1")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "livereplay_server",
+            *command,
+            "--url",
+            "ftp://127.0.0.1:9",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 2, err
+        text = err.decode()
+        assert "Traceback" not in text
+        (line,) = [row for row in text.splitlines() if "error:" in row]
+        assert f"livereplay {command[0]}: error: argument --url: not a daemon URL" in line
+
+
+async def test_append_sends_a_file_in_batches_the_daemon_accepts() -> None:
+    """Lines that arrive together go in batches; a daemon with lower batch limits than
+    the command's (413 batch_too_large) gets smaller ones, and every line once, in order."""
+    settings = fast_settings(max_batch_events=50, max_events_per_session=1000)
+    async with (
+        run_in_process(settings) as daemon,
+        httpx.AsyncClient(base_url=daemon.http_url) as client,
+    ):
+        lines = b"".join(b'{"i": %d}\n' % i for i in range(300))
+        code, out, err = await run_append(lines, "s-3", "--revision", "1", "--url", daemon.http_url)
+        assert code == 0, err
+        cursors = out.split()
+        assert [int(c.split(":")[3]) for c in cursors] == list(range(1, 301))
+        page = (
+            await client.get(
+                "/v1/sessions/s-3/events", params={"after": "earliest", "limit": "1000"}
+            )
+        ).json()
+        assert [e["payload"]["i"] for e in page["events"]] == list(range(300))
+        assert [e["cursor"] for e in page["events"]] == cursors
+
+
+async def test_append_waits_for_a_daemon_that_is_not_listening_yet() -> None:
+    settings = fast_settings()
+    url = f"http://127.0.0.1:{settings.port}"
+    pending = asyncio.ensure_future(
+        run_append(b'"early"\n', "s-4", "--revision", "1", "--url", url)
+    )
+    await asyncio.sleep(1.0)  # refused connections meanwhile: nothing was sent, so retried
+    async with run_in_process(settings):
+        code, out, err = await pending
+    assert code == 0, err
+    assert out.split()[0].endswith(":1:1:s-4")
