@@ -178,14 +178,22 @@ class Retained:
     def oldest_ts(self) -> int:
         return self._runs[0][1]  # runs before the oldest event's are let go with it
 
-    def append(self, position: int, revision: int, ts_ms: int, data: bytes) -> None:
+    def extend(self, staged: list[tuple[int, int, bytes]], ts_ms: int) -> int:
+        """Retain events, (position, revision, record) in order, appended at `ts_ms`;
+        the bytes of their records."""
         index = self._base + len(self._data)
-        self._data.append(data)
-        self._positions.append(position)
-        self._size += len(data)
+        records = [data for _, _, data in staged]
+        self._data += records
+        self._positions.extend([position for position, _, _ in staged])
+        size = sum(map(len, records))
+        self._size += size
         runs = self._runs
-        if not runs or runs[-1][1] != ts_ms or runs[-1][2] != revision:
-            runs.append((index, ts_ms, revision))
+        last = runs[-1] if runs else None
+        for i, (_, revision, _) in enumerate(staged):
+            if last is None or last[1] != ts_ms or last[2] != revision:
+                last = (index + i, ts_ms, revision)
+                runs.append(last)
+        return size
 
     def popleft(self) -> tuple[int, int]:
         """Let the oldest event go: its position and the bytes it held (msgpack copy
@@ -379,13 +387,14 @@ class SessionLog:
     def in_hole(self, position: int) -> bool:
         return any(start <= position <= end for start, end in self.holes)
 
-    def add(self, position: int, revision: int, ts_ms: int, data: bytes) -> None:
-        """Retain an event the table accepted (after any hole before it was noted)."""
-        self.events.append(position, revision, ts_ms, data)
-        self.retained_bytes += len(data)
-        self.tail = position
-        self.latest_revision = revision
-        self.charge(EVENT_COST + len(data))
+    def add(self, staged: list[tuple[int, int, bytes]], ts_ms: int) -> int:
+        """Retain a batch's new events, (position, revision, record) in order, after any
+        hole before them was noted; the bytes of their records."""
+        size = self.events.extend(staged, ts_ms)
+        self.retained_bytes += size
+        self.tail, self.latest_revision, _ = staged[-1]
+        self.charge(EVENT_COST * len(staged) + size)
+        return size
 
     def add_hole(self, start: int, end: int) -> None:
         self.holes.append((start, end))
@@ -547,12 +556,14 @@ class SessionTable:
                 self._forget(log)
             log = self._create(session_id, target_incarnation)
         holes = 0
-        for position, revision, data in staged:
-            if position > log.tail + 1 and log.tail > 0:
-                holes += position - log.tail - 1
-                log.add_hole(log.tail + 1, position - 1)
-            log.add(position, revision, now_ms, data)
-            self.retained_bytes += len(data)
+        previous = log.tail
+        for position, _, _ in staged:
+            if position > previous + 1 and previous > 0:
+                holes += position - previous - 1
+                log.add_hole(previous + 1, position - 1)
+            previous = position
+        if staged:
+            self.retained_bytes += log.add(staged, now_ms)
         accepted = len(staged)
         log.skipped = min(log.skipped + holes, MAX_SKIPPED)
         self.retained_events += accepted
