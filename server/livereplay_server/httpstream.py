@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from livereplay import Cursor, StartWord
 
-from . import httpframes, sockets
+from . import activity, httpframes, sockets
 from .auth import AuthError
 from .frames import Codec
 from .http import ApiError, client_address, error_response, request_token
@@ -91,13 +91,16 @@ class ReaderStream(Response):
         except LimitExceeded as exc:
             state.metrics.connections_refused.labels(exc.code).inc()
             state.metrics.http_errors.labels(exc.code).inc()
+            activity.socket_refused(scope, exc.code, limit=True)
             refusal = error_response(429, exc.code, exc.message, exc.retry_after_s)
             await refusal(scope, receive, send)
             return
+        activity.socket_opened(scope, state.activity)  # logged like a WebSocket reader's
         try:
             await self._stream(scope, receive, send)
         finally:
             state.connections.release(self.client)
+            activity.socket_closed(scope, state.activity)
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

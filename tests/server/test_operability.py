@@ -219,3 +219,25 @@ async def test_an_operator_sees_connections_refusals_and_a_summary() -> None:
         1, abs=0.2
     )
     assert secret not in text and token not in text
+
+
+async def test_plain_http_readers_are_logged_like_websocket_readers() -> None:
+    with DaemonProcess() as daemon:
+        async with httpx.AsyncClient(base_url=daemon.http_url) as client:
+            await append(client, "s-2", [{"n": 1}], incarnation=INC)
+            headers = {"Accept": "text/event-stream"}
+            url = "/v1/sessions/s-2/stream?cursor=earliest"
+            async with client.stream("GET", url, headers=headers) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line == "event: caught_up":
+                        break
+        deadline = time.monotonic() + 5
+        while not any(r["event"] == "connection_closed" for r in records(daemon)):
+            assert time.monotonic() < deadline, daemon.logs()
+            await asyncio.sleep(0.05)
+        lines = records(daemon)
+    opened = [r for r in lines if r["event"] == "connection_opened"]
+    closed = [r for r in lines if r["event"] == "connection_closed"]
+    assert [(r["kind"], r["session_id"]) for r in opened] == [("reader", "s-2")]
+    assert [(r["kind"], r["session_id"]) for r in closed] == [("reader", "s-2")]
