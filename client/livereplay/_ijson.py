@@ -10,6 +10,7 @@ writer client checks the value it is given before the event enters its window.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -41,6 +42,37 @@ def check_json(data: bytes) -> None:
     except RecursionError:
         raise NotIJson(f"the payload is nested deeper than {MAX_DEPTH} levels") from None
     _check_decoded(data, value)
+
+
+class _Payload(msgspec.Struct):
+    payload: Any  # an event's other fields are the batch decoder's to check
+
+
+class _Payloads(msgspec.Struct):
+    events: list[_Payload]
+
+
+_batch_payloads: Final = msgspec.json.Decoder(_Payloads)
+
+
+def batch_is_ijson(body: bytes, payloads: Sequence[bytes | msgspec.Raw]) -> bool:
+    """Whether every payload of a JSON append batch is I-JSON, checked for the whole body
+    at once (one decode, one range check); False says only "look event by event" (with
+    `check_json`, which says which event and why). `payloads` are the batch's own, as
+    its decoder read them, so both readings are of the same values."""
+    try:
+        values = [event.payload for event in _batch_payloads.decode(body).events]
+        _msgpack.encode(values)  # an integer outside -2^63..2^64-1 raises
+    except (msgspec.DecodeError, OverflowError, RecursionError, UnicodeDecodeError):
+        return False  # msgspec.ValidationError (a number beyond a double) is a DecodeError
+    if len(values) != len(payloads):
+        return False
+    for raw, value in zip(payloads, values, strict=True):
+        if len(raw) > 2 * MAX_DEPTH:
+            data = bytes(raw)
+            if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+                return False
+    return True
 
 
 def encode_payload(value: Any) -> bytes:
@@ -128,4 +160,4 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-__all__ = ["MAX_DEPTH", "NotIJson", "check_json", "encode_payload"]
+__all__ = ["MAX_DEPTH", "NotIJson", "batch_is_ijson", "check_json", "encode_payload"]

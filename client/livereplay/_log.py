@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import itemgetter
@@ -68,10 +68,11 @@ SUPERSEDED_COST: Final = 12  # ... in a growing bytearray
 class Ledger:
     """What a table's sessions hold in memory, in bytes, kept up to date as they change."""
 
-    __slots__ = ("cost",)
+    __slots__ = ("budget", "cost")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int = 2**62) -> None:
         self.cost = 0
+        self.budget = budget  # what the table may hold (Limits.memory_budget_bytes)
 
 
 @dataclass(slots=True)
@@ -101,7 +102,7 @@ class StoredEvent:
             if log is None:
                 self._packed = event_json_to_msgpack(self.data)
             else:
-                self._packed = log.events.packed(self.position, self.data, log.charge)
+                self._packed = log.events.packed(self.position, self.data, log)
         return self._packed
 
 
@@ -248,16 +249,22 @@ class Retained:
             page.append(self._event(i))
         return page
 
-    def packed(self, position: int, data: bytes, charge: Callable[[int], None]) -> bytes:
-        """The msgpack copy of a retained event, made once and kept while it is retained."""
+    def packed(self, position: int, data: bytes, log: SessionLog) -> bytes:
+        """The msgpack copy of a retained event, made once and kept while it is retained
+        and the budget has room for it (a reader reading more than that between two
+        sweeps gets copies made for it and not kept, rather than the daemon outgrowing
+        its budget)."""
         packed = self._packed.get(position)
         if packed is None:
             packed = event_json_to_msgpack(data)
+            cost = PACKED_COST + len(packed)
+            if log.ledger.cost + cost > log.ledger.budget:
+                return packed
             at = self.index_after(position - 1)
             if at < len(self._data) and self._positions[at] == position:
                 self._packed[position] = packed
                 self._packed_peak = max(self._packed_peak, len(self._packed))
-                charge(PACKED_COST + len(packed))
+                log.charge(cost)
         return packed
 
 
@@ -476,7 +483,7 @@ class SessionTable:
         # The sessions that hold events, least recently appended first: the budget's order.
         self._holding: OrderedDict[str, SessionLog] = OrderedDict()
         self._meta: dict[str, SessionMeta] = {}
-        self.ledger = Ledger()
+        self.ledger = Ledger(limits.memory_budget_bytes)
         self.retained_bytes = 0
         self.retained_events = 0
         self.trimmed: dict[TrimCause, int] = dict.fromkeys(TrimCause, 0)

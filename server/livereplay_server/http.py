@@ -26,7 +26,7 @@ from livereplay import (
     valid_session_id,
 )
 from livereplay._cursor import parse_u64
-from livereplay._ijson import MAX_DEPTH, NotIJson, check_json
+from livereplay._ijson import MAX_DEPTH, NotIJson, batch_is_ijson, check_json
 from livereplay._rules import MustWait, read_page
 from livereplay._wire import BatchIn, NewEvent, batch_decoder, json_encoder
 
@@ -299,8 +299,9 @@ def decode_batch(body: bytes) -> BatchIn:
         # The batch's own shape is shallow and checked as it is read: only a payload nests.
         message = f"a payload is nested deeper than {MAX_DEPTH} levels"
         raise ApiError(400, "invalid_event", message) from None
+    if batch_is_ijson(body, [event.payload for event in batch.events]):
+        return batch  # the payloads are views of the body; the store copies them into records
     for index, event in enumerate(batch.events):
-        # Payloads are views into the request body; copy so stored events don't pin it.
         payload = bytes(event.payload)
         try:
             check_json(payload)

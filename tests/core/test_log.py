@@ -559,18 +559,29 @@ def test_the_budget_may_trim_the_session_just_appended() -> None:
 
 def test_msgpack_copies_count_against_the_budget_once_made() -> None:
     one = encoded_size("a", A, 1, 1, 0, b'"x"')
-    table = new_table(memory_budget_bytes=held(1, 3, one))
+    roomy = new_table(memory_budget_bytes=held(1, 3, one) + 3 * (PACKED_COST + 400))
+    roomy.append("a", A, evs([1, 2, 3]), now_ms=0)
+    before = roomy.cost
+    log = roomy.get("a")
+    assert log is not None
+    packed = [e.packed for e in log.events]  # a msgpack reader read them all
+    assert roomy.cost == before + sum(PACKED_COST + len(p) for p in packed)
+    assert [e.packed for e in log.events] == packed  # made once, kept
+    assert roomy.cost == before + sum(PACKED_COST + len(p) for p in packed)
+
+
+def test_msgpack_copies_beyond_the_budget_are_served_but_not_kept() -> None:
+    one = encoded_size("a", A, 1, 1, 0, b'"x"')
+    table = new_table(memory_budget_bytes=held(1, 3, one))  # no room for any copy
     table.append("a", A, evs([1, 2, 3]), now_ms=0)
     before = table.cost
     log = table.get("a")
     assert log is not None
-    packed = [e.packed for e in log.events]  # a msgpack reader read them all
-    assert table.cost == before + sum(PACKED_COST + len(p) for p in packed)
-    assert [e.packed for e in log.events] == packed and table.cost > before  # made once
-    table.expire(now_ms=1)  # the sweep settles the budget: the oldest go, and no more
-    copy = PACKED_COST + len(packed[0])
-    dropped = next(n for n in range(1, 4) if n * (EVENT_COST + one + copy) >= 3 * copy)
-    assert table.cost <= held(1, 3, one) and retained(table, "a") == [1, 2, 3][dropped:]
+    packed = [e.packed for e in log.events]
+    assert all(msgspec.msgpack.decode(p)["position"] == i for i, p in enumerate(packed, 1))
+    assert table.cost == before <= held(1, 3, one)  # the events stay; no copy is kept
+    table.expire(now_ms=1)
+    assert retained(table, "a") == [1, 2, 3]
 
 
 def test_superseded_incarnations_and_holes_count_and_are_bounded() -> None:
