@@ -223,20 +223,12 @@ class Sender:
                         max_size=1 * MiB,
                         user_agent_header="livereplay-writer",
                     )
-                except InvalidStatus as exc:
-                    if exc.response.status_code in (401, 403):
-                        reason = (
-                            "unauthenticated" if exc.response.status_code == 401 else "forbidden"
-                        )
-                        self._refused(WriterRefused(reason, f"HTTP {exc.response.status_code}"))
-                        return
-                    self.state.connect_failures += 1
-                    self._failures_in_a_row += 1
-                    level = logging.WARNING if self._failures_in_a_row == 1 else logging.DEBUG
-                    log.log(level, "livereplay cannot connect to %s: %s", self.url, exc)
-                    await self._pause()
-                    continue
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                    status = exc.response.status_code if isinstance(exc, InvalidStatus) else 0
+                    if status in (401, 403):  # the handshake itself refused the token
+                        reason = "unauthenticated" if status == 401 else "forbidden"
+                        self._refused(WriterRefused(reason, f"HTTP {status}"))
+                        return
                     self.state.connect_failures += 1
                     self._failures_in_a_row += 1
                     # Once per outage at warning (appends are buffered meanwhile), then debug.

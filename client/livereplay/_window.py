@@ -35,7 +35,7 @@ import msgspec
 
 from ._cursor import Cursor
 from ._ingest_wire import IngestEvent, encoder, event_decoder
-from ._log import AppendRefused, Limits, StoredEvent
+from ._log import COMPACT_AFTER, AppendRefused, Limits, StoredEvent
 from ._rules import Head, Snapshot
 from ._wire import RecordEncoder, record_size
 
@@ -43,8 +43,6 @@ from ._wire import RecordEncoder, record_size
 SUPERSEDED: Final = "incarnation_superseded"
 # What one retained event costs beyond its encoding: its bytes' header and its slot.
 RECORD_COST: Final = 48
-# A ring lets go of the slots of trimmed events once this many have gathered.
-COMPACT_AFTER: Final = 1024
 # The most an event's record adds to its payload, given the sizes of its parts
 # (`record_size` is exact; this bound lets most appends skip it).
 _ENVELOPE_BOUND: Final = 200

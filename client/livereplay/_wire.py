@@ -120,10 +120,9 @@ def record_size(
     ts_ms: int,
     payload: bytes,
 ) -> int:
-    """The length of the record `RecordEncoder` makes, without making it."""
-    return len(
-        RecordEncoder(session_id, incarnation, ts_ms).encode(turn_id, revision, position, b"")
-    ) + len(payload)
+    """The length of the record `encode_record` makes, without copying the payload."""
+    envelope = encode_record(session_id, incarnation, turn_id, revision, position, ts_ms, b"")
+    return len(envelope) + len(payload)
 
 
 _RECORD: Final = b'%b,"revision":%d,"position":%d%b%d:%d%b%b}'
