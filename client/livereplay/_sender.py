@@ -59,11 +59,11 @@ class WriterOptions:
             memory_budget_bytes=64 * MiB,
         )
     )
-    # As large as the daemon takes by default: under load a batch gathers what was
-    # appended while the last was in flight, and each batch costs the sender thread a
-    # few turns of the GIL, which a thread appending in a tight loop must give up.
-    max_batch_events: int = 4096
-    max_batch_bytes: int = 4 * MiB
+    # Well below the daemon's default retention (2048 events): a batch is applied whole,
+    # so one larger than what the daemon retains would trim events before a live reader
+    # could read them (a writer catching up after an outage sends its largest batches).
+    max_batch_events: int = 512
+    max_batch_bytes: int = 1 * MiB
     # Batches sent and not yet acknowledged, per connection.
     max_in_flight: int = 4
     # How long an idle connection waits to gather a batch after the first event.
