@@ -166,7 +166,7 @@ def wait_http(child: Child, url: str, timeout: float = 15.0) -> None:
 
 def start_daemon(port: int, *flags: str) -> Child:
     """`livereplay serve` on CPU 0, as an operator would run it, plus `flags`."""
-    cmd = [sys.executable, "-m", "livereplay_server", "serve", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "livereplay", "serve", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", *flags]
     child = Child("daemon", cmd, SERVER_CPU, port=port)
     wait_http(child, f"http://127.0.0.1:{port}/healthz")

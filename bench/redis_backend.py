@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager, contextmanager
 import msgspec
 
 from livereplay import Limits
-from livereplay._wire import EventIn
+from livereplay.protocol.records import EventIn
 from livereplay_server.memory import MemoryStore
 from livereplay_server.redis_store import RedisStore
 from livereplay_server.store import Store

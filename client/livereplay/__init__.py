@@ -1,24 +1,27 @@
 """livereplay: bounded, resumable live replay of agent-runtime sessions.
 
-This package is what runtimes and hosts import. It depends only on msgspec and
-websockets; the daemon lives in `livereplay_server`.
+What runtimes and hosts import: the writer (`LiveReplayClient`), the reader
+(`subscribe`, `Reader`) and the few protocol names their answers carry. The
+protocol itself (cursors, frames, the session log, the rule table) is the public
+`livereplay.protocol` package. This distribution depends only on msgspec and
+websockets; the daemon is the `livereplay-server` distribution.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._cursor import (
-    Cursor,
+from .protocol.cursor import Cursor, StartWord, parse_cursor
+from .protocol.errors import (
+    AppendRefused,
+    LiveReplayError,
     MalformedCursor,
-    StartWord,
+    NotIJson,
+    ProtocolError,
     WrongSession,
-    parse_cursor,
-    parse_start,
-    valid_incarnation,
-    valid_session_id,
 )
-from ._ijson import NotIJson
-from ._log import AppendRefused, AppendResult, Limits, SessionLog, SessionTable, StoredEvent
-from ._reader import (
+from .protocol.records import EventOut
+from .protocol.rules import CaughtUp, Gap, GapDetail, GapReason
+from .protocol.session_log import Limits
+from .reader.client import (
     Reader,
     ReaderError,
     ReaderOptions,
@@ -28,11 +31,9 @@ from ._reader import (
     ReaderStatus,
     subscribe,
 )
-from ._rules import CaughtUp, Gap, GapDetail, GapReason, Head, Snapshot, Subscription
-from ._sender import WriterOptions
-from ._subscription import SubscriberLagged, WindowSubscription
-from ._wire import EventOut
-from ._writer import ClientClosed, LiveReplayClient, WriterRefused, WriterStats
+from .writer.client import ClientClosed, LiveReplayClient, WriterStats
+from .writer.local_reads import SubscriberLagged, WindowSubscription
+from .writer.sender import WriterOptions, WriterRefused
 
 try:
     __version__ = version("livereplay")
@@ -41,7 +42,6 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "AppendRefused",
-    "AppendResult",
     "CaughtUp",
     "ClientClosed",
     "Cursor",
@@ -49,11 +49,12 @@ __all__ = [
     "Gap",
     "GapDetail",
     "GapReason",
-    "Head",
     "Limits",
     "LiveReplayClient",
+    "LiveReplayError",
     "MalformedCursor",
     "NotIJson",
+    "ProtocolError",
     "Reader",
     "ReaderError",
     "ReaderOptions",
@@ -61,13 +62,8 @@ __all__ = [
     "ReaderRefused",
     "ReaderStats",
     "ReaderStatus",
-    "SessionLog",
-    "SessionTable",
-    "Snapshot",
     "StartWord",
-    "StoredEvent",
     "SubscriberLagged",
-    "Subscription",
     "WindowSubscription",
     "WriterOptions",
     "WriterRefused",
@@ -75,8 +71,5 @@ __all__ = [
     "WrongSession",
     "__version__",
     "parse_cursor",
-    "parse_start",
     "subscribe",
-    "valid_incarnation",
-    "valid_session_id",
 ]

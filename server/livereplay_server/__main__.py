@@ -1,4 +1,4 @@
-"""`python -m livereplay_server` is the `livereplay` command."""
+"""`python -m livereplay_server [FLAGS]` runs the daemon, as `livereplay serve` does."""
 
 from .cli import main
 

@@ -2,25 +2,19 @@
 
 Writers (runtimes) present a shared secret. Readers (host UIs) present a JWT
 signed with HS256 under `--reader-key`, scoped to one session (`sub`) or to a
-session-id prefix (`lr_prefix`), with an expiry. `mint_reader_token` is the
-function a host's backend calls; `livereplay token` calls it from a shell.
+session-id prefix (`lr_prefix`), with an expiry; `livereplay.protocol.tokens`
+mints them.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
-from typing import Any, Final
 
 import jwt
 
-ALGORITHM: Final = "HS256"
-READ_SCOPE: Final = "livereplay:read"
-# Browsers cannot set headers on a WebSocket: they may offer the token as a subprotocol.
-TOKEN_SUBPROTOCOL_PREFIX: Final = "livereplay.token."
-# A key shorter than this makes HS256 guessable offline.
-MIN_KEY_BYTES: Final = 32
+from livereplay.protocol.constants import TOKEN_SUBPROTOCOL_PREFIX
+from livereplay.protocol.tokens import ALGORITHM, READ_SCOPE
 
 
 class AuthError(Exception):
@@ -35,31 +29,6 @@ class AuthError(Exception):
     @property
     def close_code(self) -> int:
         return 4401 if self.status == 401 else 4403
-
-
-def mint_reader_token(
-    key: str | bytes,
-    *,
-    session_id: str | None = None,
-    session_prefix: str | None = None,
-    ttl_s: float = 3600.0,
-    now: float | None = None,
-) -> str:
-    """A reader token for one session, or for every session whose id starts with a prefix."""
-    if (session_id is None) == (session_prefix is None):
-        raise ValueError("give exactly one of session_id and session_prefix")
-    # An empty prefix would cover every session: a writer's view, not a reader's.
-    if session_id == "" or session_prefix == "":
-        raise ValueError("the session id or prefix must not be empty")
-    if ttl_s <= 0:
-        raise ValueError("ttl_s must be positive")
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"scope": READ_SCOPE, "iat": issued, "exp": issued + int(ttl_s)}
-    if session_id is not None:
-        claims["sub"] = session_id
-    else:
-        claims["lr_prefix"] = session_prefix
-    return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
 @dataclass(frozen=True, slots=True)

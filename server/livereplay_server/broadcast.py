@@ -25,9 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from livereplay import Cursor, StoredEvent
+from livereplay.protocol import Cursor, StoredEvent
+from livereplay.protocol.frames import HeartbeatFrame, text
 
-from . import frames
+from .codec import Codec
 from .fanout import Delivery, LiveGroup, LiveSource, Member
 from .logs import get_logger
 from .metrics import Metrics
@@ -48,7 +49,7 @@ class LiveReader:
 
     session_id: str
     socket: Socket
-    codec: frames.Codec
+    codec: Codec
     released: asyncio.Future[Cursor]
     member: Member = field(init=False)
 
@@ -249,7 +250,7 @@ class Broadcaster:
                 assert isinstance(reader, LiveReader)
                 wire = wires.get(member.codec)
                 if wire is None:
-                    wire = wires[member.codec] = reader.codec.wire(frames.heartbeat(head))
+                    wire = wires[member.codec] = reader.codec.wire(HeartbeatFrame(text(head)))
                 socket = reader.socket
                 if socket.buffered() > self._buffer_bytes or not socket.write_frame(wire):
                     session.group.undelivered(member)

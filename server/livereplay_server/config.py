@@ -10,12 +10,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from livereplay import Limits
-from livereplay._cli import FromEnv, integer, number, size
+from livereplay.cli.common import FromEnv, integer, number, size
+from livereplay.protocol import Limits
+from livereplay.protocol.constants import MIN_KEY_BYTES, MiB
 
 from .origins import host_error, is_loopback_name, origin_error
-
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,8 +358,10 @@ def validate(settings: Settings) -> None:
     for name in ("max_connections", "max_connections_per_client", "max_sessions"):
         if getattr(settings, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
-    if settings.reader_key and len(settings.reader_key.encode()) < 32:
-        raise ValueError("--reader-key must be at least 32 bytes (HS256 needs a strong key)")
+    if settings.reader_key and len(settings.reader_key.encode()) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"--reader-key must be at least {MIN_KEY_BYTES} bytes (HS256 needs a strong key)"
+        )
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
     # A reader key alone guards reads only: appends, trim, delete and ingest stay open.

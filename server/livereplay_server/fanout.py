@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from livereplay import Cursor, StoredEvent
+from livereplay.protocol import Cursor, StoredEvent
 
 
 class LiveSource(Protocol):

@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from livereplay import (
+from livereplay.protocol import (
     AppendRefused,
     AppendResult,
     Cursor,
@@ -25,14 +25,16 @@ from livereplay import (
     parse_start,
     valid_session_id,
 )
-from livereplay._cursor import parse_u64
-from livereplay._ijson import MAX_DEPTH, NotIJson, batch_is_ijson, check_json
-from livereplay._rules import MustWait, read_page
-from livereplay._wire import BatchIn, NewEvent, batch_decoder, json_encoder
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.constants import SESSION_ID_RULE
+from livereplay.protocol.cursor import parse_u64
+from livereplay.protocol.errors import NotIJson
+from livereplay.protocol.frames import gap_body
+from livereplay.protocol.ijson import MAX_DEPTH, batch_is_ijson, check_json
+from livereplay.protocol.records import BatchIn, NewEvent, batch_decoder, json_encoder
+from livereplay.protocol.rules import MustWait, read_page
 
 from .auth import AuthError, ReaderGrant, bearer
-from .clock import now_ms
-from .frames import gap_body
 from .limits import LimitExceeded
 from .longpoll import ChangeWait
 from .state import AppState
@@ -131,7 +133,7 @@ def _session_id(request: Request) -> str:
         raise ApiError(
             400,
             "invalid_session_id",
-            "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -",
+            SESSION_ID_RULE,
         )
     return session_id
 

@@ -6,7 +6,7 @@ refusal needs is decided before the response starts, as an HTTP error: auth (401
 not ask for (406), a client fault (400), a connection limit (429 with
 `Retry-After`). Then the response streams the frames `reading.follow` sends, the
 same loop as the WebSocket's, with its timeouts, heartbeats, live fan-out and
-`lagged` gaps; only the codec (httpframes.py) differs. A `Last-Event-ID` header
+`lagged` gaps; only the codec (http_codec.py) differs. A `Last-Event-ID` header
 (a reconnecting `EventSource`) takes the place of `cursor` and wins over it.
 """
 
@@ -18,11 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from livereplay import Cursor, StartWord
+from livereplay.protocol import Cursor, StartWord
 
-from . import activity, httpframes, sockets
+from . import activity, http_codec, sockets
 from .auth import AuthError
-from .frames import Codec
+from .codec import Codec
 from .http import ApiError, client_address, error_response, request_token
 from .limits import LimitExceeded
 from .reading import Connection, follow, noticing_close
@@ -40,11 +40,11 @@ async def get_stream(request: Request) -> Response:
         state.auth.check_reader(request_token(request), session_id)
     except AuthError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    codec = httpframes.choose_codec(request.headers.get("accept"))
+    codec = http_codec.choose_codec(request.headers.get("accept"))
     if codec is None:
         message = (
-            f"ask for `Accept: {httpframes.SSE_MEDIA_TYPE}` (SSE) or "
-            f"`{httpframes.NDJSON_MEDIA_TYPE}` (NDJSON), or open a WebSocket"
+            f"ask for `Accept: {http_codec.SSE_MEDIA_TYPE}` (SSE) or "
+            f"`{http_codec.NDJSON_MEDIA_TYPE}` (NDJSON), or open a WebSocket"
         )
         raise ApiError(406, "not_acceptable", message)
     cursor = request.headers.get("last-event-id") or request.query_params.get("cursor")
@@ -70,7 +70,7 @@ class ReaderStream(Response):
         self.status_code = 200
         self.background = None
         self.raw_headers = [
-            (b"content-type", httpframes.media_type(codec).encode()),
+            (b"content-type", http_codec.media_type(codec).encode()),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),  # nginx: pass each chunk on at once
         ]

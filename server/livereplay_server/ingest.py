@@ -18,13 +18,14 @@ import math
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from livereplay import valid_session_id
-from livereplay._ijson import NotIJson, check_json
-from livereplay._ingest_wire import (
+from livereplay.protocol import valid_session_id
+from livereplay.protocol.constants import INGEST_SUBPROTOCOL, SESSION_ID_RULE
+from livereplay.protocol.errors import NotIJson
+from livereplay.protocol.ijson import check_json
+from livereplay.protocol.ingest import (
     CLOSE_CLIENT_FAULT,
     CLOSE_TRY_AGAIN,
     PROTOCOL_VERSION,
-    SUBPROTOCOL,
     Ack,
     Append,
     Error,
@@ -64,7 +65,7 @@ async def ingest(ws: WebSocket) -> None:
     client = await admit(
         ws,
         state,
-        SUBPROTOCOL if SUBPROTOCOL in offered else None,
+        INGEST_SUBPROTOCOL if INGEST_SUBPROTOCOL in offered else None,
         state.auth.check_writer,
         send_error,
     )
@@ -168,7 +169,7 @@ def _check(state: AppState, batch: Append) -> Refused | None:
             state,
             batch.id,
             "invalid_session_id",
-            "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -",
+            SESSION_ID_RULE,
         )
     return None
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from livereplay import AppendResult, Cursor, Limits, SessionLog, SessionTable, Snapshot, StoredEvent
-from livereplay._rules import Head, contiguous
-from livereplay._wire import NewEvent
+from livereplay.protocol import (
+    AppendResult,
+    Cursor,
+    Limits,
+    SessionLog,
+    SessionTable,
+    Snapshot,
+    StoredEvent,
+)
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.records import NewEvent
+from livereplay.protocol.rules import Head, contiguous
 
-from .clock import now_ms
 from .metrics import StoreStats
 from .store import ChangeFeed, SessionInfo, StoreUnavailable
 

@@ -13,7 +13,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livereplay._cursor import INCARNATION_RE, SESSION_ID_RE, U64_MAX
+from livereplay.protocol.constants import U64_MAX
+from livereplay.protocol.cursor import INCARNATION_RE, SESSION_ID_RE
 
 from .http import DEFAULT_PAGE, MAX_PAGE, MAX_WAIT_MS, JSONResponse
 

@@ -38,14 +38,14 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 
-from livereplay._wire import json_encoder
+from livereplay.protocol.constants import MiB
+from livereplay.protocol.records import json_encoder
 
 from .config import Settings
 from .metrics import Metrics
 from .sockets import HTTP_SCOPE_KEY, SCOPE_KEY, Socket
 from .transport import STALL_S, BoundedTransport
 
-MiB = 1024 * 1024
 # After an early answer, at least this much of the rest of a request is read and dropped.
 DISCARD_MIN_BYTES = 16 * MiB
 

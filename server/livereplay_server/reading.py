@@ -1,6 +1,6 @@
 """One reader's stream, whatever carries it: WebSocket (stream.py) or HTTP (httpstream.py).
 
-A thin I/O loop around `Subscription`: it reads a snapshot after the reader's
+A thin I/O loop around `ReadProgress`: it reads a snapshot after the reader's
 position, sends what the subscription answers, and when caught up joins the
 session's live group (broadcast.py) or waits for the session's next change. The
 transports differ only in how a frame's bytes go out (`Connection.deliver`) and
@@ -17,13 +17,22 @@ from typing import Any
 
 from starlette.types import Receive
 
-from livereplay import Cursor, Gap, StartWord, Subscription
-from livereplay._rules import CaughtUp, Events, Hello, Output
+from livereplay.protocol import Cursor, Gap, ReadProgress, StartWord
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.frames import (
+    CaughtUpFrame,
+    Frame,
+    HeartbeatFrame,
+    frame_type,
+    gap_frame,
+    hello_frame,
+    text,
+)
+from livereplay.protocol.rules import CaughtUp, Events, Hello, Output
 
-from . import frames, sockets
+from . import sockets
 from .broadcast import LiveReader
-from .clock import now_ms
-from .frames import Codec
+from .codec import Codec
 from .logs import get_logger
 from .state import AppState
 from .store import StoreUnavailable
@@ -77,8 +86,8 @@ class Connection:
         metrics.frames_by_type[frame_type].inc()
         metrics.bytes_sent.inc(len(data))
 
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.send_raw(self.codec.encode(frame), frame["type"])
+    async def send(self, frame: Frame) -> None:
+        await self.send_raw(self.codec.encode(frame), frame_type(frame))
 
 
 async def follow(
@@ -122,7 +131,7 @@ async def _serve(
     store = state.store
     loop = asyncio.get_running_loop()
     coalesce_s = settings.live_coalesce_ms / 1000
-    sub = Subscription(session_id, start, grace_until_ms=state.grace_until_ms())
+    sub = ReadProgress(session_id, start, grace_until_ms=state.grace_until_ms())
     shared = socket if socket is not None and socket.shares_frames else None
     head: Cursor | None = None
     backlog: int | None = 0  # events sent before caught_up; None once it is sent
@@ -170,7 +179,7 @@ async def _serve(
             if await first_of(loop, (change, lost), timeout):
                 break
             if loop.time() >= conn.last_sent + settings.heartbeat_s:
-                await conn.send(frames.heartbeat(head))
+                await conn.send(HeartbeatFrame(text(head)))
             else:
                 break  # the wait ended: read again
         # Under a steady stream, gather what arrives within the coalescing window into
@@ -215,11 +224,11 @@ async def _send_output(conn: Connection, output: Output, heartbeat_s: float) -> 
         metrics.events_sent.inc(len(output.events))
     elif isinstance(output, Gap):
         metrics.gaps.labels(output.reason.value, output.detail.value).inc()
-        await conn.send(frames.gap(output))
+        await conn.send(gap_frame(output))
     elif isinstance(output, CaughtUp):
-        await conn.send(frames.caught_up(output.cursor))
+        await conn.send(CaughtUpFrame(text(output.cursor)))
     elif isinstance(output, Hello):
-        await conn.send(frames.hello(conn.session_id, output.cursor, output.head, heartbeat_s))
+        await conn.send(hello_frame(conn.session_id, output.cursor, output.head, heartbeat_s))
 
 
 @contextlib.asynccontextmanager

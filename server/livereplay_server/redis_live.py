@@ -23,8 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from livereplay import Cursor, StoredEvent
-from livereplay._rules import contiguous
+from livereplay.protocol import Cursor, StoredEvent
+from livereplay.protocol.rules import contiguous
 
 # A window keeps about what a few live frames need: readers further behind read Redis.
 WINDOW_EVENTS: Final = 1024

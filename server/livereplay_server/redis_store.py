@@ -37,11 +37,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from livereplay import AppendRefused, AppendResult, Cursor, Head, Limits, Snapshot, StoredEvent
-from livereplay._log import MAX_HOLES, MAX_SUPERSEDED, SessionTable, new_incarnation
-from livereplay._wire import U64_MAX, NewEvent, RecordEncoder
+from livereplay.protocol import (
+    AppendRefused,
+    AppendResult,
+    Cursor,
+    Head,
+    Limits,
+    Snapshot,
+    StoredEvent,
+)
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.constants import U64_MAX
+from livereplay.protocol.records import NewEvent, RecordEncoder
+from livereplay.protocol.session_log import MAX_HOLES, MAX_SUPERSEDED, check_batch, new_incarnation
 
-from .clock import now_ms
 from .fanout import LiveSource
 from .logs import get_logger
 from .metrics import StoreStats
@@ -262,7 +271,6 @@ class RedisStore:
         self.data_since_ms = now_ms()
         self._instance_value = ""  # the instance key's value: id and birth time
         self._reads = 0  # snapshots read from Redis (livereplay_redis_reads_total)
-        self._checks = SessionTable(limits)  # never holds a session: the pure batch checks
         self._trimmed = {"events": 0, "bytes": 0, "age": 0}
         self._walk = _Walk()
         self._alive: set[str] = set()
@@ -441,7 +449,7 @@ class RedisStore:
     ) -> None:
         """The in-memory log's own batch checks, in its order (superseded before malformed)."""
         try:
-            self._checks._check(session_id, incarnation, events)
+            check_batch(incarnation, events)
         except AppendRefused as refused:
             if refused.code == "invalid_event" and incarnation is not None:
                 with unavailable_on_error():

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from livereplay import AppendResult, Cursor, Snapshot
-from livereplay._wire import NewEvent
+from livereplay.protocol import AppendResult, Cursor, Snapshot
+from livereplay.protocol.records import NewEvent
 
 from .fanout import LiveSource
 from .metrics import StoreStats

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from livereplay import (
+from livereplay.protocol import (
     Cursor,
     MalformedCursor,
     StartWord,
@@ -21,8 +21,11 @@ from livereplay import (
     parse_start,
     valid_session_id,
 )
+from livereplay.protocol.constants import SESSION_ID_RULE
+from livereplay.protocol.frames import ErrorFrame
 
-from . import frames, sockets
+from . import codec as codecs
+from . import sockets
 from .admission import admit, close_quietly
 from .reading import Connection, ReaderGone, follow, noticing_close
 from .state import AppState
@@ -31,7 +34,7 @@ CLOSE_CLIENT_FAULT = 4400
 CLOSE_INTERNAL = 1011
 
 
-def connection(ws: WebSocket, state: AppState, codec: frames.Codec, session_id: str) -> Connection:
+def connection(ws: WebSocket, state: AppState, codec: codecs.Codec, session_id: str) -> Connection:
     """A reader connection whose frames are WebSocket messages of the codec's kind."""
 
     async def deliver(data: bytes) -> None:
@@ -50,12 +53,12 @@ def connection(ws: WebSocket, state: AppState, codec: frames.Codec, session_id: 
 
 async def stream(ws: WebSocket) -> None:
     state: AppState = ws.app.state.livereplay
-    codec = frames.choose_codec(list(ws.scope.get("subprotocols", [])))
+    codec = codecs.choose_codec(list(ws.scope.get("subprotocols", [])))
     session_id: str = ws.path_params["session_id"]
     conn = connection(ws, state, codec, session_id)
 
     async def send_error(code: str, message: str) -> None:
-        await conn.send(frames.error(code, message))
+        await conn.send(ErrorFrame(code, message))
 
     client = await admit(
         ws,
@@ -79,7 +82,7 @@ async def _stream(conn: Connection, ws: WebSocket) -> None:
     except ClientFault as fault:
         state.metrics.connections_refused.labels(fault.code).inc()
         with contextlib.suppress(ReaderGone):
-            await conn.send(frames.error(fault.code, fault.message))
+            await conn.send(ErrorFrame(fault.code, fault.message))
         await close_quietly(ws, CLOSE_CLIENT_FAULT)
         return
     socket = sockets.socket_of(ws.scope)
@@ -103,9 +106,7 @@ class ClientFault(Exception):
 def parse_request(session_id: str, cursor: str | None) -> Cursor | StartWord:
     """Where a reader starts, or `ClientFault` (PROTOCOL.md 7: answered before anything)."""
     if not valid_session_id(session_id):
-        raise ClientFault(
-            "invalid_session_id", "a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -"
-        )
+        raise ClientFault("invalid_session_id", SESSION_ID_RULE)
     if cursor is None:
         raise ClientFault("malformed_cursor", "the `cursor` query parameter is required")
     try:

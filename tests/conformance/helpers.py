@@ -9,10 +9,11 @@ from typing import Any
 
 import msgspec
 
-from livereplay import AppendResult, Cursor, StartWord, StoredEvent, Subscription
-from livereplay._rules import Gap, Output, read_page
-from livereplay._wire import EventIn
-from livereplay_server.clock import now_ms
+from livereplay import Cursor, StartWord
+from livereplay.protocol import AppendResult, ReadProgress, StoredEvent
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.records import EventIn
+from livereplay.protocol.rules import Gap, Output, read_page
 from livereplay_server.store import Store
 
 INC = "writer-1"
@@ -65,7 +66,7 @@ async def page(
     return pos(stored), gap, next_cursor, caught_up
 
 
-async def follow(store: Store, sub: Subscription) -> list[Output]:
+async def follow(store: Store, sub: ReadProgress) -> list[Output]:
     """Feed a subscription until it waits for a change, as the reader socket does."""
     out: list[Output] = []
     while True:

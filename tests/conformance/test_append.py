@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from livereplay import AppendRefused, Cursor, GapDetail, GapReason
-from livereplay._wire import EventIn, EventOut
+from livereplay.protocol.records import EventIn, EventOut
 from livereplay_server.store import Store
 from tests.conformance.conftest import MakeStore
 from tests.conformance.helpers import INC, append, cursor, events, page, pos

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from livereplay import GapDetail, GapReason, Subscription
-from livereplay._rules import CaughtUp, Events, Gap, Hello
+from livereplay import GapDetail, GapReason
+from livereplay.protocol import ReadProgress
+from livereplay.protocol.rules import CaughtUp, Events, Gap, Hello
 from livereplay_server.store import Store
 from tests.conformance.conftest import MakeStore
 from tests.conformance.helpers import append, cursor, follow, page
@@ -26,7 +27,7 @@ async def test_an_unknown_session_reads_empty_from_zero_and_unknown_after(store:
 
 
 async def test_a_subscription_from_zero_waits_for_the_session_to_appear(store: Store) -> None:
-    sub = Subscription("s", "earliest")
+    sub = ReadProgress("s", "earliest")
     out = await follow(store, sub)
     assert out == [Hello(None, None), CaughtUp(None)]
     await append(store, "s", [1, 2])
@@ -38,10 +39,10 @@ async def test_earliest_and_latest_start_at_the_oldest_retained_event_and_the_ta
 ) -> None:
     store = await make_store(max_events_per_session=3)
     await append(store, "s", range(1, 7))
-    earliest = Subscription("s", "earliest")
+    earliest = ReadProgress("s", "earliest")
     out = await follow(store, earliest)
     assert out[0] == Hello(cursor(3), cursor(6)) and positions(out) == [4, 5, 6]
-    latest = Subscription("s", "latest")
+    latest = ReadProgress("s", "latest")
     out = await follow(store, latest)
     assert out == [Hello(cursor(6), cursor(6)), CaughtUp(cursor(6))]
     await append(store, "s", [7])
@@ -66,7 +67,7 @@ async def test_trimmed_history_is_retention_before_reading_and_lagged_while_read
     assert (gap.reason, gap.detail) == (GapReason.TRIMMED, GapDetail.RETENTION)
     assert gap.earliest_cursor == cursor(5) and next_cursor == cursor(8)
     # A reader that read, then fell behind the window, is told it lagged.
-    sub = Subscription("s", cursor(5))
+    sub = ReadProgress("s", cursor(5))
     assert positions(await follow(store, sub)) == [6, 7, 8]
     await append(store, "s", range(9, 20))
     out = await follow(store, sub)
@@ -105,7 +106,7 @@ async def test_a_subscription_sees_the_session_deleted_then_continues_from_earli
     store: Store,
 ) -> None:
     await append(store, "s", [1, 2])
-    sub = Subscription("s", cursor(0))
+    sub = ReadProgress("s", cursor(0))
     assert positions(await follow(store, sub)) == [1, 2]
     await store.delete("s")
     out = await follow(store, sub)

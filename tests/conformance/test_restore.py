@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from livereplay import GapDetail, Subscription
-from livereplay._rules import CaughtUp, Events, Gap, Hello, MustWait, read_page
-from livereplay_server.clock import now_ms
+from livereplay import GapDetail
+from livereplay.protocol import ReadProgress
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.rules import CaughtUp, Events, Gap, Hello, MustWait, read_page
 from livereplay_server.store import Store
 from tests.conformance.conftest import MakeStore
 from tests.conformance.helpers import INC, append, cursor, events, follow, pos
@@ -23,7 +24,7 @@ async def test_a_reader_ahead_of_the_tail_waits_while_the_window_is_restored(
     # The restore's first batch: the session comes back from its oldest retained event.
     first = await store.append("s", INC, events(range(11, 21)), restore_to=40)
     assert first.accepted == 10
-    sub = Subscription("s", cursor(30))
+    sub = ReadProgress("s", cursor(30))
     out = await follow(store, sub)
     assert [type(o) for o in out] == [Hello]  # no gap, no caught_up: waiting
     assert sub.wait_until_ms > now_ms()
@@ -49,7 +50,7 @@ async def test_a_restore_that_stops_short_gives_ahead_of_tail_after_its_deadline
     store = await make_store(restore_wait_ms=1)
     await store.append("s", INC, events(range(1, 6)), restore_to=9)
     await asyncio.sleep(0.01)  # past the deadline
-    out = await follow(store, Subscription("s", cursor(8)))
+    out = await follow(store, ReadProgress("s", cursor(8)))
     gaps = [o for o in out if isinstance(o, Gap)]
     assert [g.detail for g in gaps] == [GapDetail.AHEAD_OF_TAIL]
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from livereplay import Limits, SessionTable
-from livereplay._wire import EventIn
+from livereplay import Limits
+from livereplay.protocol import SessionTable
+from livereplay.protocol.records import EventIn
 
 UNBOUNDED = Limits(
     max_events_per_session=10**7,

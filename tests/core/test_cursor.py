@@ -6,16 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livereplay import (
-    Cursor,
-    MalformedCursor,
-    WrongSession,
-    parse_cursor,
-    parse_start,
-    valid_incarnation,
-    valid_session_id,
-)
-from livereplay._cursor import parse_u64
+from livereplay import Cursor, MalformedCursor, WrongSession, parse_cursor
+from livereplay.protocol import parse_start, valid_incarnation, valid_session_id
+from livereplay.protocol.cursor import parse_u64
 
 U64_MAX = 2**64 - 1
 

@@ -14,8 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livereplay import AppendRefused, Cursor, Limits, SessionTable, valid_incarnation
-from livereplay._log import (
+from livereplay import AppendRefused, Cursor, Limits
+from livereplay.protocol import SessionTable, valid_incarnation
+from livereplay.protocol.frames import json_events_frame, msgpack_events_frame
+from livereplay.protocol.records import BatchIn, EventIn, batch_decoder
+from livereplay.protocol.session_log import (
     EVENT_COST,
     HOLE_COST,
     MAX_HOLES,
@@ -24,13 +27,6 @@ from livereplay._log import (
     SESSION_COST,
     SUPERSEDED_COST,
     TrimCause,
-)
-from livereplay._wire import (
-    BatchIn,
-    EventIn,
-    batch_decoder,
-    json_events_frame,
-    msgpack_events_frame,
 )
 
 U64_MAX = 2**64 - 1

@@ -1,4 +1,4 @@
-"""Model-based test: `SessionTable` + `Subscription` + `read_page` against a reference model.
+"""Model-based test: `SessionTable` + `ReadProgress` + `read_page` against a reference model.
 
 The reference is written from PROTOCOL.md alone, with plain data: per session a dict of
 every position accepted under the current incarnation, the retained suffix, the tail,
@@ -30,8 +30,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from livereplay import AppendRefused, Cursor, Limits, SessionTable, Snapshot, Subscription
-from livereplay._log import (
+from livereplay import AppendRefused, Cursor, Limits
+from livereplay.protocol import ReadProgress, SessionTable, Snapshot
+from livereplay.protocol.records import EventIn
+from livereplay.protocol.rules import CaughtUp, Events, Gap, Hello, MustWait, Output, read_page
+from livereplay.protocol.session_log import (
     EVENT_COST,
     HOLE_COST,
     MAX_HOLES,
@@ -39,8 +42,6 @@ from livereplay._log import (
     SESSION_COST,
     SUPERSEDED_COST,
 )
-from livereplay._rules import CaughtUp, Events, Gap, Hello, MustWait, Output, read_page
-from livereplay._wire import EventIn
 
 U64_MAX = 2**64 - 1
 SESSIONS = ["a", "b", "c"]
@@ -539,7 +540,7 @@ class LogAndReaders(RuleBasedStateMachine):
         self.grace_until = 0  # a daemon start's grace, for HTTP pages (see `restart`)
         self.names = 0
         self.payloads = 0
-        self.readers: list[tuple[Subscription, RefReader, StreamCheck]] = []
+        self.readers: list[tuple[ReadProgress, RefReader, StreamCheck]] = []
 
     @initialize(
         sid=st.sampled_from(SESSIONS),
@@ -700,7 +701,7 @@ class LogAndReaders(RuleBasedStateMachine):
     def subscribe(self, sid: str, kind: str, seed: int, old: bool, grace: int) -> None:
         start = self.start_for(sid, kind, seed, old)
         grace_until = self.now + grace if grace else 0
-        sub = Subscription(sid, start, grace_until_ms=grace_until)  # type: ignore[arg-type]
+        sub = ReadProgress(sid, start, grace_until_ms=grace_until)  # type: ignore[arg-type]
         cursor = start if isinstance(start, Cursor) else None
         reader = RefReader(sid, cursor, "earliest" if cursor else str(start), grace_until)
         expect = (cursor.incarnation, cursor.position + 1) if cursor else None

@@ -1,4 +1,4 @@
-"""The read-rule table (PROTOCOL.md section 4) through `check`, `Subscription` and `read_page`.
+"""The read-rule table (PROTOCOL.md section 4) through `check`, `ReadProgress` and `read_page`.
 
 Rule 1 (malformed / wrong session) is parsing: see test_cursor.py. Rules 2 to 6 are here.
 """
@@ -11,8 +11,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from livereplay import Cursor, Limits, SessionTable, Snapshot, Subscription
-from livereplay._rules import (
+from livereplay import Cursor, Limits
+from livereplay.protocol import ReadProgress, SessionTable, Snapshot
+from livereplay.protocol.records import EventIn
+from livereplay.protocol.rules import (
     CaughtUp,
     Events,
     Gap,
@@ -24,7 +26,6 @@ from livereplay._rules import (
     check,
     read_page,
 )
-from livereplay._wire import EventIn
 
 U64_MAX = 2**64 - 1
 A = "writer-a"
@@ -67,7 +68,7 @@ def head(table: SessionTable, sid: str = S) -> Head:
 
 
 def feed(
-    sub: Subscription,
+    sub: ReadProgress,
     table: SessionTable,
     now: int = 0,
     *,
@@ -78,7 +79,7 @@ def feed(
     return sub.feed(snap(table, sub.after(), limit=limit, max_bytes=max_bytes), now)
 
 
-def follow(sub: Subscription, table: SessionTable, now: int = 0, **kw: int) -> list[Output]:
+def follow(sub: ReadProgress, table: SessionTable, now: int = 0, **kw: int) -> list[Output]:
     """Feed until the subscription would wait for a change."""
     out = feed(sub, table, now, **kw)
     while sub.more:
@@ -223,13 +224,13 @@ def test_the_cursor_revision_plays_no_part_in_the_rules() -> None:
     assert check(head(table), cur(1, rev=999), snap(table, 1), reading=False) is None
 
 
-# -- Subscription: start and rule 2 ------------------------------------------------
+# -- ReadProgress: start and rule 2 ------------------------------------------------
 
 
 def test_hello_comes_first_with_the_start_and_the_head() -> None:
     table = new_table()
     append(table, [1, 2, 3], rev=4)
-    sub = Subscription(S, cur(1))
+    sub = ReadProgress(S, cur(1))
     out = follow(sub, table)
     assert out[0] == Hello(cur(1), cur(3, rev=4))
     assert describe(out) == ["hello", [2, 3], "caught_up"]
@@ -239,27 +240,27 @@ def test_hello_comes_first_with_the_start_and_the_head() -> None:
 def test_words_resolve_to_cursors_in_hello() -> None:
     table = new_table(max_events_per_session=3)
     append(table, [1, 2, 3, 4, 5], rev=4)
-    earliest = Subscription(S, "earliest")
+    earliest = ReadProgress(S, "earliest")
     out = follow(earliest, table)
     assert out[0] == Hello(cur(2, rev=4), cur(5, rev=4))
     assert describe(out) == ["hello", [3, 4, 5], "caught_up"]
-    latest = Subscription(S, "latest")
+    latest = ReadProgress(S, "latest")
     out = follow(latest, table)
     assert out[0] == Hello(cur(5, rev=4), cur(5, rev=4))
     assert describe(out) == ["hello", "caught_up"]
 
 
 def test_after_says_where_to_read() -> None:
-    assert Subscription(S, cur(7)).after() == 7
-    assert Subscription(S, "earliest").after() == 0
-    assert Subscription(S, "latest").after() == U64_MAX
+    assert ReadProgress(S, cur(7)).after() == 7
+    assert ReadProgress(S, "earliest").after() == 0
+    assert ReadProgress(S, "latest").after() == U64_MAX
 
 
 def test_earliest_with_nothing_retained_starts_at_the_tail() -> None:
     table = new_table(max_age_ms=10)
     append(table, [1, 2], now=0)
     table.trim(S, now_ms=50)
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     assert describe(follow(sub, table)) == ["hello", "caught_up"]
     append(table, [3], now=60)
     assert describe(follow(sub, table)) == [[3]]
@@ -268,7 +269,7 @@ def test_earliest_with_nothing_retained_starts_at_the_tail() -> None:
 def test_latest_only_gets_what_is_appended_from_now_on() -> None:
     table = new_table()
     append(table, [1, 2, 3])
-    sub = Subscription(S, "latest")
+    sub = ReadProgress(S, "latest")
     assert describe(follow(sub, table)) == ["hello", "caught_up"]
     append(table, [4, 5])
     assert describe(follow(sub, table)) == [[4, 5]]
@@ -278,7 +279,7 @@ def test_latest_only_gets_what_is_appended_from_now_on() -> None:
 def test_a_word_on_an_unknown_session_waits_then_reads_all_of_it(start: str) -> None:
     """Everything a session that does not exist yet will get is appended from now on."""
     table = new_table()
-    sub = Subscription(S, start)  # type: ignore[arg-type]
+    sub = ReadProgress(S, start)  # type: ignore[arg-type]
     out = follow(sub, table)
     assert out == [Hello(None, None), CaughtUp(None)]
     assert follow(sub, table) == []  # still waiting, nothing repeated
@@ -288,7 +289,7 @@ def test_a_word_on_an_unknown_session_waits_then_reads_all_of_it(start: str) -> 
 
 def test_rule_2_unknown_session_at_zero_waits_then_applies_the_rules() -> None:
     table = new_table()
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     assert follow(sub, table) == [Hello(cur(0), None), CaughtUp(cur(0))]
     append(table, [1, 2])
     assert describe(follow(sub, table)) == [[1, 2]]
@@ -296,7 +297,7 @@ def test_rule_2_unknown_session_at_zero_waits_then_applies_the_rules() -> None:
 
 def test_rule_2_then_rule_3_when_the_session_appears_under_another_incarnation() -> None:
     table = new_table()
-    sub = Subscription(S, cur(0, inc=A))
+    sub = ReadProgress(S, cur(0, inc=A))
     follow(sub, table)
     append(table, [1, 2], inc=B)
     out = follow(sub, table)
@@ -307,7 +308,7 @@ def test_rule_2_then_rule_3_when_the_session_appears_under_another_incarnation()
 
 def test_rule_2_then_rule_5_when_the_session_appears_above_the_floor() -> None:
     table = new_table()
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     follow(sub, table)
     append(table, [5, 6])
     assert describe(follow(sub, table)) == ["gap trimmed/retention"]
@@ -315,7 +316,7 @@ def test_rule_2_then_rule_5_when_the_session_appears_above_the_floor() -> None:
 
 def test_rule_2_unknown_session_past_zero_is_a_gap_then_reads_as_earliest() -> None:
     table = new_table()
-    sub = Subscription(S, cur(5))
+    sub = ReadProgress(S, cur(5))
     out = follow(sub, table, now=1000)
     assert out[0] == Hello(cur(5), None)
     assert out[1] == Gap(
@@ -331,7 +332,7 @@ def test_rule_2_unknown_session_past_zero_is_a_gap_then_reads_as_earliest() -> N
 def test_rule_2_during_the_startup_grace_waits_for_the_writer_to_resend() -> None:
     """After a daemon restart the writer re-sends its window: the reader resumes, no gap."""
     table = new_table()
-    sub = Subscription(S, cur(5), grace_until_ms=1000)
+    sub = ReadProgress(S, cur(5), grace_until_ms=1000)
     assert sub.in_grace(999) and not sub.in_grace(1000)
     out = follow(sub, table, now=500)
     assert out == [Hello(cur(5), None)]  # no caught_up yet
@@ -344,7 +345,7 @@ def test_rule_2_during_the_startup_grace_waits_for_the_writer_to_resend() -> Non
 
 def test_rule_2_after_the_startup_grace_the_gap_comes() -> None:
     table = new_table()
-    sub = Subscription(S, cur(5), grace_until_ms=1000)
+    sub = ReadProgress(S, cur(5), grace_until_ms=1000)
     follow(sub, table, now=500)
     out = follow(sub, table, now=1000)
     assert describe(out) == ["gap unavailable/unknown_session", "caught_up"]
@@ -355,7 +356,7 @@ def test_rule_4_during_the_startup_grace_waits_for_a_window_restored_in_batches(
     reader's cursor; the reader waits for the rest instead of getting `ahead_of_tail`
     (and then duplicates of what it had)."""
     table = new_table()
-    sub = Subscription(S, cur(6), grace_until_ms=1000)
+    sub = ReadProgress(S, cur(6), grace_until_ms=1000)
     append(table, [3, 4], now=100)  # the window's oldest part
     assert follow(sub, table, now=200) == [Hello(cur(6), cur(4))]
     assert sub.wait_until_ms == 1000 and not sub.caught_up
@@ -366,10 +367,10 @@ def test_rule_4_during_the_startup_grace_waits_for_a_window_restored_in_batches(
 def test_rule_4_waits_while_a_restore_will_reach_the_cursor_then_gives_up() -> None:
     table = new_table(restore_wait_ms=500)
     table.append(S, A, [EventIn(1, msgspec.Raw(b"1"), p) for p in (3, 4)], 100, restore_to=9)
-    sub = Subscription(S, cur(7))
+    sub = ReadProgress(S, cur(7))
     assert follow(sub, table, now=200) == [Hello(cur(7), cur(4))]
     assert sub.wait_until_ms == 600  # the last restore batch's time + the wait
-    beyond = Subscription(S, cur(10))  # further than the restore goes: no wait
+    beyond = ReadProgress(S, cur(10))  # further than the restore goes: no wait
     assert describe(follow(beyond, table, now=200)) == [
         "hello",
         "gap unavailable/ahead_of_tail",
@@ -382,19 +383,19 @@ def test_rule_4_waits_while_a_restore_will_reach_the_cursor_then_gives_up() -> N
 def test_rule_2_grace_does_not_hide_other_gaps() -> None:
     table = new_table()
     append(table, [1, 2], inc=B)
-    sub = Subscription(S, cur(5, inc=A), grace_until_ms=10_000)
+    sub = ReadProgress(S, cur(5, inc=A), grace_until_ms=10_000)
     out = follow(sub, table, now=0)
     assert describe(out) == ["hello", "gap unavailable/incarnation_changed", "caught_up"]
 
 
-# -- Subscription: gaps and resuming --------------------------------------------------
+# -- ReadProgress: gaps and resuming --------------------------------------------------
 
 
 def test_after_a_gap_the_reader_resumes_strictly_after_the_latest_cursor() -> None:
     """Retained events before the gap's latest cursor are not sent: the host reloads."""
     table = new_table(max_events_per_session=3)
     append(table, range(1, 8), rev=2)
-    sub = Subscription(S, cur(1))
+    sub = ReadProgress(S, cur(1))
     out = follow(sub, table)
     (gap,) = gaps(out)
     assert (gap.reason, gap.detail) == (GapReason.TRIMMED, GapDetail.RETENTION)
@@ -409,7 +410,7 @@ def test_after_a_gap_the_reader_resumes_strictly_after_the_latest_cursor() -> No
 def test_ahead_of_tail_resumes_at_the_tail() -> None:
     table = new_table()
     append(table, [1, 2])
-    sub = Subscription(S, cur(9))
+    sub = ReadProgress(S, cur(9))
     assert describe(follow(sub, table)) == [
         "hello",
         "gap unavailable/ahead_of_tail",
@@ -422,7 +423,7 @@ def test_ahead_of_tail_resumes_at_the_tail() -> None:
 def test_an_incarnation_change_while_reading_gaps_and_skips_the_new_backlog() -> None:
     table = new_table()
     append(table, [1, 2], inc=A)
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     assert describe(follow(sub, table)) == ["hello", [1, 2], "caught_up"]
     append(table, [1, 2, 3], inc=B, rev=6)
     out = follow(sub, table)
@@ -441,7 +442,7 @@ def test_an_incarnation_change_while_reading_gaps_and_skips_the_new_backlog() ->
 def test_a_hole_is_served_as_writer_overflow_in_place_of_the_missing_events() -> None:
     table = new_table()
     append(table, [1, 2])
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     follow(sub, table)
     append(table, [5, 6])
     out = follow(sub, table)
@@ -455,7 +456,7 @@ def test_a_page_stops_before_a_hole_so_the_hole_becomes_a_gap() -> None:
     """Never skip without a gap: 1, 2 then 5, 6 in one snapshot is not one page."""
     table = new_table()
     append(table, [1, 2, 5, 6])
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     out = feed(sub, table)
     assert describe(out) == ["hello", [1, 2]] and sub.more
     assert describe(follow(sub, table)) == ["gap trimmed/writer_overflow", "caught_up"]
@@ -464,7 +465,7 @@ def test_a_page_stops_before_a_hole_so_the_hole_becomes_a_gap() -> None:
 def test_a_jump_inside_a_live_batch_is_a_gap() -> None:
     table = new_table()
     append(table, [1])
-    sub = Subscription(S, cur(1))
+    sub = ReadProgress(S, cur(1))
     follow(sub, table)
     append(table, [2, 3, 7, 8])
     assert describe(follow(sub, table)) == [[2, 3], "gap trimmed/writer_overflow"]
@@ -476,7 +477,7 @@ def test_lagged_only_after_the_connection_has_read() -> None:
     """Trimmed while this connection was reading: lagged. Before any read: retention."""
     table = new_table(max_events_per_session=4)
     append(table, range(1, 5))
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     out = feed(sub, table, limit=2)
     assert describe(out) == ["hello", [1, 2]] and sub.more
     append(table, range(5, 10))  # 3..5 are trimmed before the reader gets to them
@@ -484,14 +485,14 @@ def test_lagged_only_after_the_connection_has_read() -> None:
     assert describe(out) == ["gap trimmed/lagged", "caught_up"]
     assert gaps(out)[0].earliest_cursor == cur(6)
 
-    fresh = Subscription(S, cur(2))
+    fresh = ReadProgress(S, cur(2))
     assert describe(follow(fresh, table)) == ["hello", "gap trimmed/retention", "caught_up"]
 
 
 def test_a_caught_up_reader_that_falls_behind_is_lagged() -> None:
     table = new_table(max_events_per_session=2)
     append(table, [1])
-    sub = Subscription(S, cur(1))
+    sub = ReadProgress(S, cur(1))
     assert describe(follow(sub, table)) == ["hello", "caught_up"]
     append(table, [2, 3, 4])
     assert describe(follow(sub, table)) == ["gap trimmed/lagged"]
@@ -500,20 +501,20 @@ def test_a_caught_up_reader_that_falls_behind_is_lagged() -> None:
 def test_a_reader_whose_first_read_gapped_is_lagged_only_after_reading() -> None:
     table = new_table(max_events_per_session=2)
     append(table, [1, 2, 3])
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     assert describe(follow(sub, table)) == ["hello", "gap trimmed/retention", "caught_up"]
     assert follow(sub, table) == []  # a successful read at the tail
     append(table, [4, 5, 6])
     assert describe(follow(sub, table)) == ["gap trimmed/lagged"]
 
 
-# -- Subscription: deletion ----------------------------------------------------------
+# -- ReadProgress: deletion ----------------------------------------------------------
 
 
 def test_a_deleted_session_gaps_once_then_reads_as_earliest() -> None:
     table = new_table()
     append(table, [1, 2])
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     follow(sub, table)
     table.delete(S)
     out = follow(sub, table)
@@ -531,7 +532,7 @@ def test_a_deleted_session_gaps_once_then_reads_as_earliest() -> None:
 def test_a_reader_that_saw_the_session_is_not_held_by_the_startup_grace() -> None:
     table = new_table()
     append(table, [1, 2])
-    sub = Subscription(S, cur(1), grace_until_ms=10_000)
+    sub = ReadProgress(S, cur(1), grace_until_ms=10_000)
     assert describe(follow(sub, table, now=0)) == ["hello", [2], "caught_up"]
     table.delete(S)
     assert describe(follow(sub, table, now=1)) == ["gap unavailable/session_deleted"]
@@ -541,7 +542,7 @@ def test_deletion_before_the_first_read_is_unknown_session_not_deleted() -> None
     table = new_table()
     append(table, [1, 2])
     table.delete(S)
-    sub = Subscription(S, cur(2))
+    sub = ReadProgress(S, cur(2))
     assert describe(follow(sub, table)) == [
         "hello",
         "gap unavailable/unknown_session",
@@ -552,7 +553,7 @@ def test_deletion_before_the_first_read_is_unknown_session_not_deleted() -> None
 def test_a_deleted_session_while_waiting_at_zero() -> None:
     table = new_table()
     append(table, [1])
-    sub = Subscription(S, "latest")
+    sub = ReadProgress(S, "latest")
     follow(sub, table)
     table.delete(S)
     out = follow(sub, table)
@@ -560,13 +561,13 @@ def test_a_deleted_session_while_waiting_at_zero() -> None:
     assert gaps(out)[0].requested_cursor == str(cur(1))
 
 
-# -- Subscription: paging, order, caught_up -----------------------------------------
+# -- ReadProgress: paging, order, caught_up -----------------------------------------
 
 
 def test_backlog_pages_by_limit_with_the_more_flag() -> None:
     table = new_table()
     append(table, range(1, 8))
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     pages = []
     while True:
         pages.append(describe(feed(sub, table, limit=3)))
@@ -580,17 +581,17 @@ def test_backlog_pages_by_bytes_but_never_empty() -> None:
     table = new_table()
     append(table, [1, 2, 3, 4])
     size = table.get(S).events[0].size  # type: ignore[union-attr]
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     out = follow(sub, table, max_bytes=2 * size + 1)
     assert describe(out) == ["hello", [1, 2], [3, 4], "caught_up"]
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     out = follow(sub, table, max_bytes=1)  # each event alone is larger: one per page
     assert describe(out) == ["hello", [1], [2], [3], [4], "caught_up"]
 
 
 def test_live_events_arrive_after_caught_up_in_order() -> None:
     table = new_table()
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     follow(sub, table)
     seen: list[int] = []
     for batch in ([1], [2, 3], [4, 5, 6]):
@@ -603,7 +604,7 @@ def test_live_events_arrive_after_caught_up_in_order() -> None:
 
 def test_caught_up_is_sent_exactly_once_whatever_happens() -> None:
     table = new_table(max_events_per_session=2)
-    sub = Subscription(S, cur(3), grace_until_ms=10)
+    sub = ReadProgress(S, cur(3), grace_until_ms=10)
     outputs = follow(sub, table, now=0)
     outputs += follow(sub, table, now=20)
     append(table, [1, 2, 3, 4, 5])
@@ -622,7 +623,7 @@ def test_caught_up_is_sent_exactly_once_whatever_happens() -> None:
 def test_caught_up_comes_after_the_backlog_and_any_gap_at_the_start() -> None:
     table = new_table()
     append(table, range(1, 6))
-    sub = Subscription(S, cur(0))
+    sub = ReadProgress(S, cur(0))
     out = follow(sub, table, limit=2)
     assert describe(out) == ["hello", [1, 2], [3, 4], [5], "caught_up"]
     assert out[-1] == CaughtUp(cur(5))
@@ -631,7 +632,7 @@ def test_caught_up_comes_after_the_backlog_and_any_gap_at_the_start() -> None:
 def test_events_pages_carry_the_stored_bytes() -> None:
     table = new_table()
     append(table, [1], payload=b'{"k" : [1, 2]}')
-    sub = Subscription(S, "earliest")
+    sub = ReadProgress(S, "earliest")
     out = follow(sub, table)
     assert isinstance(out[1], Events)
     assert out[1].events[0].data.endswith(b'"payload":{"k" : [1, 2]}}')

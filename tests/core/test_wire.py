@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livereplay._ijson import MAX_DEPTH, NotIJson, check_json, encode_payload
-from livereplay._wire import EventRecord, encode_record, event_json_to_msgpack
+from livereplay.protocol.errors import NotIJson
+from livereplay.protocol.ijson import MAX_DEPTH, check_json, encode_payload
+from livereplay.protocol.records import EventRecord, encode_record, event_json_to_msgpack
 from tests.fuzz.strategies import json_values
 
 I64_MIN, U64_MAX = -(2**63), 2**64 - 1

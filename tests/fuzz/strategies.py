@@ -6,7 +6,7 @@ import json
 
 from hypothesis import strategies as st
 
-from livereplay._cursor import PREFIX, U64_MAX
+from livereplay.protocol.constants import CURSOR_PREFIX, U64_MAX
 
 # Text a URL can carry: everything but lone surrogates, which have no UTF-8 form.
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
@@ -21,7 +21,9 @@ parts = st.text("ab:_-é 0+", max_size=8)
 @st.composite
 def near_miss_cursors(draw: st.DrawFn) -> str:
     """A cursor-shaped string, then a few characters inserted, removed or replaced."""
-    prefix = draw(st.sampled_from([PREFIX, "lashsc1:", "LASHSC2:", "lashsc2", "", " lashsc2:"]))
+    prefix = draw(
+        st.sampled_from([CURSOR_PREFIX, "lashsc1:", "LASHSC2:", "lashsc2", "", " lashsc2:"])
+    )
     text = f"{prefix}{draw(parts)}:{draw(numbers)}:{draw(numbers)}:{draw(parts)}"
     for _ in range(draw(st.integers(0, 3))):
         if not text:

@@ -16,8 +16,9 @@ import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from livereplay import Cursor, MalformedCursor, WrongSession, parse_cursor, parse_start
-from livereplay._cursor import PREFIX, U64_MAX
+from livereplay import Cursor, MalformedCursor, WrongSession, parse_cursor
+from livereplay.protocol import parse_start
+from livereplay.protocol.constants import CURSOR_PREFIX, U64_MAX
 from tests.fuzz.strategies import cursor_texts, near_miss_cursors, parts, texts
 from tests.fuzz.threaded import assert_healthy, threaded_daemon
 from tests.support.daemon import InProcessDaemon, fast_settings
@@ -42,13 +43,16 @@ def test_an_accepted_cursor_round_trips_and_names_its_text(text: str) -> None:
     if cursor is None:
         return
     assert parse_cursor(str(cursor)) == cursor
-    incarnation, revision, position, session_id = text[len(PREFIX) :].split(":", 3)
+    incarnation, revision, position, session_id = text[len(CURSOR_PREFIX) :].split(":", 3)
     assert (incarnation, session_id) == (cursor.incarnation, cursor.session_id)
     for spelled, value in ((revision, cursor.revision), (position, cursor.position)):
         match = NUMBER.fullmatch(spelled)
         assert match is not None and match.group(1).isascii()
         assert int(match.group(1)) == value <= U64_MAX
-    assert str(cursor) == f"{PREFIX}{incarnation}:{cursor.revision}:{cursor.position}:{session_id}"
+    assert (
+        str(cursor)
+        == f"{CURSOR_PREFIX}{incarnation}:{cursor.revision}:{cursor.position}:{session_id}"
+    )
 
 
 @settings(max_examples=400, deadline=None)

@@ -23,17 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from livereplay import valid_session_id
-from livereplay._ingest_wire import (
-    PATH,
-    SUBPROTOCOL,
-    Ack,
-    Error,
-    Refused,
-    ServerMessage,
-    Welcome,
-    server_decoder,
-)
+from livereplay.protocol import valid_session_id
+from livereplay.protocol.constants import INGEST_PATH, INGEST_SUBPROTOCOL
+from livereplay.protocol.ingest import Ack, Error, Refused, ServerMessage, Welcome, server_decoder
 from tests.fuzz.strategies import valid_payloads
 from tests.fuzz.threaded import assert_healthy, threaded_daemon
 from tests.support.daemon import InProcessDaemon, fast_settings
@@ -64,7 +56,10 @@ def daemon() -> Iterator[InProcessDaemon]:
 def _open(daemon: InProcessDaemon) -> Iterator[ClientConnection]:
     """An ingest socket past its `welcome`."""
     with connect(
-        daemon.ws_url + PATH, subprotocols=[Subprotocol(SUBPROTOCOL)], max_size=None, open_timeout=5
+        daemon.ws_url + INGEST_PATH,
+        subprotocols=[Subprotocol(INGEST_SUBPROTOCOL)],
+        max_size=None,
+        open_timeout=5,
     ) as ws:
         first = ws.recv(timeout=5)
         assert isinstance(first, bytes)

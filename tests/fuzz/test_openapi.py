@@ -31,9 +31,8 @@ from schemathesis.checks import (
 )
 from starlette.routing import Route, WebSocketRoute
 
-from livereplay import valid_session_id
+from livereplay.protocol import mint_reader_token, valid_session_id
 from livereplay_server.app import create_app
-from livereplay_server.auth import mint_reader_token
 from livereplay_server.config import Settings
 from livereplay_server.openapi import DOCUMENT
 from tests.fuzz.threaded import threaded_daemon

@@ -24,9 +24,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from livereplay import MalformedCursor, WrongSession, parse_start, valid_session_id
-from livereplay._ijson import MAX_DEPTH
-from livereplay_server.frames import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, choose_codec
+from livereplay import MalformedCursor, WrongSession
+from livereplay.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, parse_start, valid_session_id
+from livereplay.protocol.ijson import MAX_DEPTH
+from livereplay_server.codec import choose_codec
 from tests.fuzz.strategies import cursor_texts, valid_payloads
 from tests.fuzz.threaded import assert_healthy, threaded_daemon
 from tests.support.daemon import InProcessDaemon, fast_settings

@@ -24,7 +24,7 @@ from livereplay import (
     ReaderStatus,
     subscribe,
 )
-from livereplay._reader import ReconnectPolicy, stream_url
+from livereplay.reader.client import ReconnectPolicy, stream_url
 from tests.readers.collect import Collected
 from tests.support.daemon import DaemonProcess, InProcessDaemon, fast_settings, run_in_process
 from tests.support.wire import append
@@ -164,14 +164,14 @@ def test_backoff_is_capped_and_resets_after_a_healthy_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Full jitter draws from [0, ceiling); taking the ceiling shows how it grows."""
-    monkeypatch.setattr("livereplay._sender.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("livereplay.writer.sender.random.uniform", lambda low, high: high)
     policy = ReconnectPolicy(ReaderOptions(backoff_base_s=1, backoff_cap_s=8, healthy_s=10))
     assert [policy.delay(0) for _ in range(6)] == [1, 2, 4, 8, 8, 8]
     policy.connected(100)
     assert policy.delay(105) == 8  # a short-lived connection does not reset it
     policy.connected(200)
     assert [policy.delay(210), policy.delay(210)] == [1, 2]
-    monkeypatch.setattr("livereplay._sender.random.uniform", lambda low, high: low)
+    monkeypatch.setattr("livereplay.writer.sender.random.uniform", lambda low, high: low)
     assert policy.delay(0) == 0
 
 
@@ -313,7 +313,7 @@ async def test_a_slow_consumer_that_is_cut_off_resumes_where_it_stopped() -> Non
 
 
 async def test_a_reader_token_is_sent_and_a_missing_one_is_refused_for_good() -> None:
-    from livereplay_server.auth import mint_reader_token
+    from livereplay.protocol import mint_reader_token
 
     key = "k" * 32
     async with (

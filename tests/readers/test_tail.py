@@ -20,7 +20,7 @@ async def start_tail(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "livereplay_server",  # the `livereplay` command
+        "livereplay",  # the `livereplay` command
         "tail",
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -128,7 +128,7 @@ async def run_append(stdin: bytes, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "livereplay_server",
+        "livereplay",
         "append",
         *args,
         stdin=asyncio.subprocess.PIPE,
@@ -219,7 +219,7 @@ async def test_a_bad_url_is_one_error_line_not_a_traceback() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "livereplay_server",
+            "livereplay",
             *command,
             "--url",
             "ftp://127.0.0.1:9",

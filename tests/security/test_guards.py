@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from livereplay_server.auth import mint_reader_token
+from livereplay.protocol import mint_reader_token
 from tests.support.daemon import InProcessDaemon, fast_settings, run_in_process
 from tests.support.wire import open_stream, recv
 

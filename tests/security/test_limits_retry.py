@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from livereplay import CaughtUp, EventOut, ReaderOptions, subscribe
-from livereplay._ingest_wire import Append, IngestEvent, Refused, encoder, server_decoder
+from livereplay.protocol.ingest import Append, IngestEvent, Refused, encoder, server_decoder
 from livereplay_server import config
 from livereplay_server.server import uvicorn_config
 from tests.support.daemon import InProcessDaemon, fast_settings, free_port, run_in_process

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from livereplay_server.auth import mint_reader_token
+from livereplay.protocol import mint_reader_token
 from tests.support.daemon import DaemonProcess
 from tests.support.wire import open_stream, recv
 

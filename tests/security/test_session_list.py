@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livereplay_server.auth import mint_reader_token
+from livereplay.protocol import mint_reader_token
 from tests.support.daemon import InProcessDaemon, fast_settings, run_in_process
 from tests.support.redis import delete_prefix, unique_prefix
 

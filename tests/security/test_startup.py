@@ -18,7 +18,7 @@ KEY = "k" * 40
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "livereplay_server", *args],
+        [sys.executable, "-m", "livereplay", *args],
         capture_output=True,
         text=True,
         timeout=30,

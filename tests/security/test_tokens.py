@@ -12,7 +12,7 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from livereplay_server.auth import READ_SCOPE, mint_reader_token
+from livereplay.protocol.tokens import READ_SCOPE, mint_reader_token
 from tests.support.daemon import InProcessDaemon, fast_settings, run_in_process
 from tests.support.wire import open_stream, recv
 

@@ -19,7 +19,7 @@ from tests.support.wire import append, open_stream, recv_until
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "livereplay_server", *args],
+        [sys.executable, "-m", "livereplay", *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 import livereplay
-from livereplay._cli import parse_size
+from livereplay.cli.common import parse_size
 from livereplay_server import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     """`livereplay ARGS` in a child process, with no LIVEREPLAY_* variable but `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVEREPLAY_")}
     return subprocess.run(
-        [sys.executable, "-m", "livereplay_server", *args],
+        [sys.executable, "-m", "livereplay", *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,6 +1,6 @@
 """The live fan-out's decisions (fanout.py), without sockets.
 
-Readers go back and forth between their own path (a `Subscription` reading pages)
+Readers go back and forth between their own path (a `ReadProgress` reading pages)
 and a session's `LiveGroup` (shared frames), while the session is appended to, with
 holes, trimmed, taken over and deleted, and while writes to some readers fail (a
 full buffer). Whatever happens, each reader's stream holds the connection promises:
@@ -17,9 +17,10 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from livereplay import Cursor, Limits, SessionTable, Snapshot, Subscription
-from livereplay._rules import Events, Gap
-from livereplay._wire import EventIn
+from livereplay import Cursor, Limits
+from livereplay.protocol import ReadProgress, SessionTable, Snapshot
+from livereplay.protocol.records import EventIn
+from livereplay.protocol.rules import Events, Gap
 from livereplay_server.fanout import LiveGroup, Member
 from livereplay_server.memory import LogSource
 
@@ -53,7 +54,7 @@ class Stream:
 
 @dataclass(eq=False)
 class Reader:
-    sub: Subscription
+    sub: ReadProgress
     stream: Stream = field(default_factory=Stream)
     member: Member | None = None  # in the group
     joins: int = 0
@@ -97,7 +98,7 @@ class FanOut(RuleBasedStateMachine):
     @precondition(lambda self: len(self.readers) < 4)
     @rule(start=st.sampled_from(["earliest", "latest"]))
     def connect(self, start: str) -> None:
-        self.readers.append(Reader(Subscription(S, start)))  # type: ignore[arg-type]
+        self.readers.append(Reader(ReadProgress(S, start)))  # type: ignore[arg-type]
 
     @precondition(lambda self: bool(self.readers))
     @rule(i=st.integers(0, 3))

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from livereplay._ingest_wire import SUBPROTOCOL
+from livereplay.protocol.constants import INGEST_SUBPROTOCOL
 from tests.support.daemon import DaemonProcess, fast_settings, run_in_process
 from tests.support.wire import append, open_stream, recv_until
 
@@ -163,7 +163,7 @@ async def test_an_operator_sees_connections_refusals_and_a_summary() -> None:
                 await recv_until(ws, "caught_up")
                 async with open_stream(
                     daemon.ws_url + "/v1/ingest",
-                    subprotocols=[Subprotocol(SUBPROTOCOL)],
+                    subprotocols=[Subprotocol(INGEST_SUBPROTOCOL)],
                     additional_headers=headers,
                 ) as writer:
                     await writer.recv()  # the welcome

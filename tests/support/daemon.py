@@ -121,7 +121,7 @@ class DaemonProcess:
         cmd = [
             sys.executable,
             "-m",
-            "livereplay_server",
+            "livereplay",
             "serve",
             "--host",
             "127.0.0.1",

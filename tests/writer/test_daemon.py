@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from livereplay import Limits, LiveReplayClient, WriterOptions
-from livereplay._ingest_wire import (
-    SUBPROTOCOL,
+from livereplay.protocol.constants import INGEST_SUBPROTOCOL
+from livereplay.protocol.ingest import (
     Ack,
     Append,
     Error,
@@ -260,7 +260,7 @@ async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
     async with (
         run_in_process(settings) as daemon,
         httpx.AsyncClient(base_url=daemon.http_url) as http,
-        connect(daemon.ws_url + "/v1/ingest", subprotocols=[Subprotocol(SUBPROTOCOL)]) as ws,
+        connect(daemon.ws_url + "/v1/ingest", subprotocols=[Subprotocol(INGEST_SUBPROTOCOL)]) as ws,
     ):
         welcome = server_decoder.decode(await ws.recv())
         assert isinstance(welcome, Welcome)
@@ -342,7 +342,7 @@ async def run_python(args: list[str], stdin: bytes = b"") -> tuple[int, str, str
 async def test_append_from_a_shell_reads_json_lines(daemon: InProcessDaemon) -> None:
     cmd = [
         "-m",
-        "livereplay_server",
+        "livereplay",
         "append",
         "s-cli",
         "--revision",
@@ -375,7 +375,7 @@ async def test_append_from_a_shell_reads_json_lines(daemon: InProcessDaemon) -> 
     code, _, err = await run_python(
         [
             "-m",
-            "livereplay_server",
+            "livereplay",
             "append",
             "s",
             "--revision",

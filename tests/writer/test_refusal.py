@@ -66,7 +66,7 @@ async def test_append_as_a_writer_without_the_token_fails_at_once_with_one_line(
         started = time.monotonic()
         args = ["append", "--as-writer", "--revision", "1", "--url", daemon.http_url, "s"]
         code, out, err = await run_python(
-            ["-m", "livereplay_server", *args],
+            ["-m", "livereplay", *args],
             b'{"n": 1}\n{"n": 2}\n',
         )
         took = time.monotonic() - started

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livereplay import AppendRefused, Cursor, Limits, LiveReplayClient, WriterOptions
-from livereplay._ingest_wire import Append, IngestEvent, append_decoder, encode_append, encoder
-from livereplay._rules import read_page
-from livereplay._window import COMPACT_AFTER, BatchLimits, LocalWindow
-from livereplay._wire import encode_record, record_size
+from livereplay.protocol.ingest import Append, IngestEvent, append_decoder, encode_append, encoder
+from livereplay.protocol.records import encode_record, record_size
+from livereplay.protocol.rules import read_page
+from livereplay.writer.window import COMPACT_AFTER, BatchLimits, LocalWindow
 
 INC = "w-1"
 LIMITS = BatchLimits(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import msgspec
 
-from livereplay import Limits, SessionTable
-from livereplay._window import Batch, BatchLimits, LocalWindow
-from livereplay._wire import EventIn
+from livereplay import Limits
+from livereplay.protocol import SessionTable
+from livereplay.protocol.records import EventIn
+from livereplay.writer.window import Batch, BatchLimits, LocalWindow
 
 INC = "w-1"
 LIMITS = BatchLimits(

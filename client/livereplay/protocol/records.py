@@ -10,7 +10,6 @@ from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
-U64_MAX: Final = 2**64 - 1
 # msgspec cannot bound above int64 in a type; `SessionTable` checks the upper bound.
 U64 = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -156,22 +155,9 @@ def event_json_to_msgpack(data: bytes) -> bytes:
     return bytes(memoryview(msgpack_encoder.encode(_any_json.decode(data))))
 
 
-_JSON_EVENTS_HEAD: Final = b'{"type":"events","events":['
-# fixmap(2) "type": "events", "events": <array>
-_MSGPACK_EVENTS_HEAD: Final = b"\x82\xa4type\xa6events\xa6events"
-
-
-def json_events_frame(events: list[bytes]) -> bytes:
-    return _JSON_EVENTS_HEAD + b",".join(events) + b"]}"
-
-
 def msgpack_array_header(n: int) -> bytes:
     if n < 16:
         return bytes((0x90 | n,))
     if n < 2**16:
         return b"\xdc" + n.to_bytes(2, "big")
     return b"\xdd" + n.to_bytes(4, "big")
-
-
-def msgpack_events_frame(events: list[bytes]) -> bytes:
-    return _MSGPACK_EVENTS_HEAD + msgpack_array_header(len(events)) + b"".join(events)

@@ -1,8 +1,8 @@
-"""Server-to-reader frames (PROTOCOL.md section 7) in both subprotocols.
+"""How a connection's frames are encoded (PROTOCOL.md section 7): both WebSocket subprotocols.
 
-Control frames are small dicts encoded per connection; `events` frames are the
-stored event bytes joined, so no event is encoded again on the way out. The same
-frames as SSE and NDJSON, for plain-HTTP readers, are codecs too (httpframes.py).
+Control frames (`livereplay.protocol.frames`) are encoded per connection; `events`
+frames are the stored event bytes joined, so no event is encoded again on the way out. The same
+frames as SSE and NDJSON, for plain-HTTP readers, are codecs too (http_codec.py).
 """
 
 from __future__ import annotations
@@ -13,62 +13,10 @@ from typing import Any, Final
 
 from websockets.frames import Frame, Opcode
 
-from livereplay import Cursor, Gap, StoredEvent
-from livereplay._wire import (
-    json_encoder,
-    json_events_frame,
-    msgpack_encoder,
-    msgpack_events_frame,
-)
-
-JSON_SUBPROTOCOL: Final = "livereplay.v1.json"
-MSGPACK_SUBPROTOCOL: Final = "livereplay.v1.msgpack"
-
-
-def _text(cursor: Cursor | None) -> str | None:
-    return None if cursor is None else str(cursor)
-
-
-def gap_body(gap: Gap) -> dict[str, Any]:
-    """The gap's fields, as in a `gap` frame and an HTTP page's `gap` object."""
-    return {
-        "session_id": gap.session_id,
-        "requested_cursor": gap.requested_cursor,
-        "latest_cursor": _text(gap.latest_cursor),
-        "latest_revision": gap.latest_revision,
-        "reason": gap.reason.value,
-        "detail": gap.detail.value,
-        "earliest_cursor": _text(gap.earliest_cursor),
-    }
-
-
-def hello(
-    session_id: str, cursor: Cursor | None, head: Cursor | None, heartbeat_s: float
-) -> dict[str, Any]:
-    return {
-        "type": "hello",
-        "protocol": 1,
-        "session_id": session_id,
-        "cursor": _text(cursor),
-        "head": _text(head),
-        "heartbeat_s": heartbeat_s,
-    }
-
-
-def gap(g: Gap) -> dict[str, Any]:
-    return {"type": "gap", **gap_body(g)}
-
-
-def caught_up(cursor: Cursor | None) -> dict[str, Any]:
-    return {"type": "caught_up", "cursor": _text(cursor)}
-
-
-def heartbeat(head: Cursor | None) -> dict[str, Any]:
-    return {"type": "heartbeat", "head": _text(head)}
-
-
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+from livereplay.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, StoredEvent
+from livereplay.protocol.frames import Frame as ProtocolFrame
+from livereplay.protocol.frames import json_events_frame, msgpack_events_frame
+from livereplay.protocol.records import json_encoder, msgpack_encoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +32,7 @@ class Codec:
     text: bool
     encode: Callable[[Any], bytes]
     events: Callable[[list[StoredEvent]], bytes]
-    # Carried in an HTTP response body (SSE, NDJSON: httpframes.py), not WebSocket frames.
+    # Carried in an HTTP response body (SSE, NDJSON: http_codec.py), not WebSocket frames.
     http: bool = False
 
     def websocket_frame(self, payload: bytes) -> bytes:
@@ -102,7 +50,7 @@ class Codec:
     def events_wire(self, events: list[StoredEvent]) -> bytes:
         return self.transport_frame(self.events(events))
 
-    def wire(self, frame: dict[str, Any]) -> bytes:
+    def wire(self, frame: ProtocolFrame) -> bytes:
         return self.transport_frame(self.encode(frame))
 
 

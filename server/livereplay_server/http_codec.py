@@ -18,12 +18,20 @@ NDJSON line and one SSE `data:` line, and decodes to the same value.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from livereplay import StoredEvent
-from livereplay._wire import json_encoder, json_events_frame
+from livereplay.protocol import StoredEvent
+from livereplay.protocol.frames import (
+    CaughtUpFrame,
+    Frame,
+    GapFrame,
+    HelloFrame,
+    frame_type,
+    json_events_frame,
+)
+from livereplay.protocol.records import json_encoder
 
-from .frames import Codec
+from .codec import Codec
 
 SSE_MEDIA_TYPE: Final = "text/event-stream"
 NDJSON_MEDIA_TYPE: Final = "application/x-ndjson"
@@ -51,7 +59,7 @@ def event_cursor(data: bytes) -> bytes:
 # -- NDJSON ---------------------------------------------------------------------
 
 
-def _ndjson_encode(frame: dict[str, Any]) -> bytes:
+def _ndjson_encode(frame: Frame) -> bytes:
     return json_encoder.encode(frame) + b"\n"
 
 
@@ -62,21 +70,17 @@ def _ndjson_events(events: list[StoredEvent]) -> bytes:
 # -- SSE ------------------------------------------------------------------------
 
 
-def _sse_id(frame: dict[str, Any]) -> str | None:
-    kind = frame["type"]
-    if kind == "caught_up":
-        cursor: str | None = frame["cursor"]
-        return cursor  # null only while the session is unknown: the last id still holds
-    if kind == "gap":
-        latest: str | None = frame["latest_cursor"]
-        return latest or "earliest"
+def _sse_id(frame: Frame) -> str | None:
+    if isinstance(frame, CaughtUpFrame):
+        return frame.cursor  # null only while the session is unknown: the last id still holds
+    if isinstance(frame, GapFrame):
+        return frame.latest_cursor or "earliest"
     return None
 
 
-def _sse_encode(frame: dict[str, Any]) -> bytes:
-    kind: str = frame["type"]
-    head = b"retry: %d\n" % SSE_RETRY_MS if kind == "hello" else b""
-    head += b"event: " + kind.encode() + b"\n"
+def _sse_encode(frame: Frame) -> bytes:
+    head = b"retry: %d\n" % SSE_RETRY_MS if isinstance(frame, HelloFrame) else b""
+    head += b"event: " + frame_type(frame).encode() + b"\n"
     cursor = _sse_id(frame)
     if cursor is not None:
         head += b"id: " + cursor.encode() + b"\n"

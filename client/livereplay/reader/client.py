@@ -26,14 +26,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from ._cursor import Cursor, parse_cursor
-from ._rules import CaughtUp, Gap, GapDetail, GapReason
-from ._sender import Backoff
-from ._wire import EventOut
+from livereplay.protocol.constants import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, MiB
+from livereplay.protocol.cursor import Cursor, parse_cursor
+from livereplay.protocol.frames import (
+    CaughtUpFrame,
+    ErrorFrame,
+    EventsFrame,
+    Frame,
+    GapFrame,
+    HelloFrame,
+    json_frame_decoder,
+    msgpack_frame_decoder,
+)
+from livereplay.protocol.records import EventOut
+from livereplay.protocol.rules import CaughtUp, Gap
+from livereplay.writer.sender import Backoff
 
-MiB: Final = 1024 * 1024
-JSON_SUBPROTOCOL: Final = "livereplay.v1.json"
-MSGPACK_SUBPROTOCOL: Final = "livereplay.v1.msgpack"
 # Browsers cannot send headers on a WebSocket; this client sends the token as a header.
 TOKEN_HEADER: Final = "Authorization"
 
@@ -129,46 +137,6 @@ class ReconnectPolicy:
 # -- frames ------------------------------------------------------------------
 
 
-class _Hello(msgspec.Struct, tag="hello"):
-    protocol: int
-    session_id: str
-    cursor: str | None
-    head: str | None
-    heartbeat_s: float
-
-
-class _Events(msgspec.Struct, tag="events"):
-    events: list[EventOut]
-
-
-class _CaughtUp(msgspec.Struct, tag="caught_up"):
-    cursor: str | None
-
-
-class _Gap(msgspec.Struct, tag="gap"):
-    session_id: str
-    requested_cursor: str
-    latest_cursor: str | None
-    latest_revision: int | None
-    reason: GapReason
-    detail: GapDetail
-    earliest_cursor: str | None
-
-
-class _Heartbeat(msgspec.Struct, tag="heartbeat"):
-    head: str | None
-
-
-class _Error(msgspec.Struct, tag="error"):
-    code: str
-    message: str
-
-
-_Frame = _Hello | _Events | _CaughtUp | _Gap | _Heartbeat | _Error
-_json_frames: Final[msgspec.json.Decoder[_Frame]] = msgspec.json.Decoder(_Frame)
-_msgpack_frames: Final[msgspec.msgpack.Decoder[_Frame]] = msgspec.msgpack.Decoder(_Frame)
-
-
 def _cursor_or_none(text: str | None) -> Cursor | None:
     return None if text is None else parse_cursor(text)
 
@@ -216,7 +184,7 @@ class Reader:
         # (incarnation, position) of the last yielded event or gap resume point:
         # events at or below it in the same incarnation are duplicates.
         self._last: tuple[str, int] | None = None
-        self._error: _Error | None = None
+        self._error: ErrorFrame | None = None
         self._items = self._run()
 
     def __aiter__(self) -> Reader:
@@ -263,10 +231,10 @@ class Reader:
             ever_connected = True
             try:
                 first = await self._receive(conn, self.options.connect_timeout_s)
-                if isinstance(first, _Error):
+                if isinstance(first, ErrorFrame):
                     self._error = first
                     await self._receive(conn, self.options.connect_timeout_s)  # the 44xx close
-                if not isinstance(first, _Hello):
+                if not isinstance(first, HelloFrame):
                     raise ReaderProtocolError(f"the first frame was not hello: {first!r}")
                 self._on_hello(first)
                 policy.connected(time.monotonic())
@@ -316,7 +284,7 @@ class Reader:
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise _Lost(f"connect failed: {type(exc).__name__}: {exc}") from None
 
-    async def _receive(self, conn: ClientConnection, timeout: float) -> _Frame:  # noqa: ASYNC109
+    async def _receive(self, conn: ClientConnection, timeout: float) -> Frame:  # noqa: ASYNC109
         try:
             async with asyncio.timeout(timeout):
                 message = await conn.recv()
@@ -336,20 +304,20 @@ class Reader:
             raise _Lost(f"closed {code}") from None
         try:
             if isinstance(message, str):
-                return _json_frames.decode(message)
-            return _msgpack_frames.decode(message)
+                return json_frame_decoder.decode(message)
+            return msgpack_frame_decoder.decode(message)
         except msgspec.DecodeError as exc:
             raise ReaderProtocolError(f"a frame protocol 1 does not have: {exc}") from None
 
-    def _on_hello(self, hello: _Hello) -> None:
+    def _on_hello(self, hello: HelloFrame) -> None:
         if hello.cursor is not None:
             self.cursor = hello.cursor  # a word resolved to where reading starts
 
-    def _on_frame(self, frame: _Frame) -> list[Item]:
+    def _on_frame(self, frame: Frame) -> list[Item]:
         """Update the resume point for one frame; the items to yield."""
-        if isinstance(frame, _Events):
+        if isinstance(frame, EventsFrame):
             return self._on_events(frame.events)
-        if isinstance(frame, _Gap):
+        if isinstance(frame, GapFrame):
             gap = Gap(
                 frame.session_id,
                 frame.requested_cursor,
@@ -365,7 +333,7 @@ class Reader:
             self.cursor = frame.latest_cursor or "earliest"
             self.stats.gaps += 1
             return [gap]
-        if isinstance(frame, _CaughtUp):
+        if isinstance(frame, CaughtUpFrame):
             if frame.cursor is not None:
                 self.cursor = frame.cursor
             elif self.cursor == "latest":
@@ -374,10 +342,10 @@ class Reader:
                 self.cursor = "earliest"
             self._set_status("caught_up", None)
             return [CaughtUp(_cursor_or_none(frame.cursor))]
-        if isinstance(frame, _Error):
+        if isinstance(frame, ErrorFrame):
             self._error = frame  # the 44xx close follows
             return []
-        if isinstance(frame, _Hello):
+        if isinstance(frame, HelloFrame):
             raise ReaderProtocolError("a second hello on one connection")
         return []  # heartbeat: its arrival fed the watchdog
 

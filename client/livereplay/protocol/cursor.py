@@ -11,27 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-PREFIX: Final = "lashsc2:"
-U64_MAX: Final = 2**64 - 1
+from .constants import CURSOR_PREFIX, U64_MAX
+from .errors import MalformedCursor, WrongSession
+
 U64_DIGITS: Final = len(str(U64_MAX))
 
 SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9._~:@+\-]{1,256}")
 INCARNATION_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 StartWord = Literal["earliest", "latest"]
-START_WORDS: Final[frozenset[str]] = frozenset({"earliest", "latest"})
-
-
-class MalformedCursor(ValueError):
-    """The text is not a `lashsc2:` cursor (protocol error code `malformed_cursor`)."""
-
-    code = "malformed_cursor"
-
-
-class WrongSession(ValueError):
-    """The cursor belongs to another session (protocol error code `wrong_session`)."""
-
-    code = "wrong_session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +30,9 @@ class Cursor:
     session_id: str
 
     def __str__(self) -> str:
-        return f"{PREFIX}{self.incarnation}:{self.revision}:{self.position}:{self.session_id}"
+        return (
+            f"{CURSOR_PREFIX}{self.incarnation}:{self.revision}:{self.position}:{self.session_id}"
+        )
 
 
 def parse_u64(text: str) -> int | None:
@@ -62,9 +52,9 @@ def parse_u64(text: str) -> int | None:
 
 
 def parse_cursor(text: str) -> Cursor:
-    if not text.startswith(PREFIX):
+    if not text.startswith(CURSOR_PREFIX):
         raise MalformedCursor("a cursor starts with 'lashsc2:'")
-    parts = text[len(PREFIX) :].split(":", 3)
+    parts = text[len(CURSOR_PREFIX) :].split(":", 3)
     if len(parts) != 4:
         raise MalformedCursor("a cursor has four parts: incarnation, revision, position, session")
     incarnation, revision_text, position_text, session_id = parts

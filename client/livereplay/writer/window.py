@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-import time
 import weakref
 from array import array
 from collections import OrderedDict, deque
@@ -33,11 +32,13 @@ from typing import Final
 
 import msgspec
 
-from ._cursor import Cursor
-from ._ingest_wire import IngestEvent, encoder, event_decoder
-from ._log import COMPACT_AFTER, AppendRefused, Limits, StoredEvent
-from ._rules import Head, Snapshot
-from ._wire import RecordEncoder, record_size
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.cursor import Cursor
+from livereplay.protocol.errors import AppendRefused
+from livereplay.protocol.ingest import IngestEvent, encoder, event_decoder
+from livereplay.protocol.records import RecordEncoder, record_size
+from livereplay.protocol.rules import Head, Snapshot
+from livereplay.protocol.session_log import COMPACT_AFTER, Limits, StoredEvent
 
 # The daemon's answer to an old writer after a new one took the session over.
 SUPERSEDED: Final = "incarnation_superseded"
@@ -46,10 +47,6 @@ RECORD_COST: Final = 48
 # The most an event's record adds to its payload, given the sizes of its parts
 # (`record_size` is exact; this bound lets most appends skip it).
 _ENVELOPE_BOUND: Final = 200
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)

@@ -18,10 +18,11 @@ from typing import Final
 
 import msgspec
 
-from ._cursor import Cursor, StartWord
-from ._rules import Events, Gap, Subscription
-from ._window import LocalWindow, Watcher, now_ms
-from ._wire import EventOut
+from livereplay.protocol.clock import now_ms
+from livereplay.protocol.cursor import Cursor, StartWord
+from livereplay.protocol.records import EventOut
+from livereplay.protocol.rules import Events, Gap, ReadProgress
+from livereplay.writer.window import LocalWindow, Watcher
 
 PAGE_EVENTS: Final = 512
 _event_decoder: Final = msgspec.json.Decoder(EventOut)
@@ -53,7 +54,7 @@ class WindowSubscription:
 
     def __init__(self, window: LocalWindow, session_id: str, cursor: Cursor | StartWord) -> None:
         self._window = window
-        self._sub = Subscription(session_id, cursor)
+        self._sub = ReadProgress(session_id, cursor)
         self._ready: deque[EventOut] = deque()
         self._closed = False
         self._waiting = False

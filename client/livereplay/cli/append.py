@@ -34,10 +34,12 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ._cli import DEFAULT_URL, daemon_url, env_default, number
-from ._cursor import U64_MAX, valid_session_id
-from ._ijson import NotIJson, check_json
-from ._writer import LiveReplayClient, WriterRefused
+from livereplay.cli.common import DEFAULT_URL, daemon_url, env_default, number
+from livereplay.protocol.constants import U64_MAX
+from livereplay.protocol.cursor import valid_session_id
+from livereplay.protocol.errors import NotIJson
+from livereplay.protocol.ijson import check_json
+from livereplay.writer.client import LiveReplayClient, WriterRefused
 
 _json_value: Final = msgspec.json.Decoder(msgspec.Raw)
 _answer: Final = msgspec.json.Decoder(dict[str, Any])

@@ -11,10 +11,8 @@ from typing import Annotated, Final
 
 import msgspec
 
-from ._wire import U64, msgpack_array_header
+from .records import U64, msgpack_array_header
 
-PATH: Final = "/v1/ingest"
-SUBPROTOCOL: Final = "livereplay.ingest.v1"
 PROTOCOL_VERSION: Final = 1
 # The daemon closes with this after a refusal the writer should retry later.
 CLOSE_TRY_AGAIN: Final = 1013

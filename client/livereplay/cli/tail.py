@@ -16,15 +16,17 @@ import contextlib
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 import msgspec
 
-from ._cli import DEFAULT_URL, daemon_url, env_default
-from ._cursor import MalformedCursor, WrongSession, parse_start, valid_session_id
-from ._reader import Item, ReaderError, ReaderStatus, subscribe
-from ._rules import CaughtUp, Gap
-from ._wire import EventOut
+from livereplay.cli.common import DEFAULT_URL, daemon_url, env_default
+from livereplay.protocol.cursor import parse_start, valid_session_id
+from livereplay.protocol.errors import MalformedCursor, WrongSession
+from livereplay.protocol.frames import CaughtUpFrame, gap_frame, text
+from livereplay.protocol.records import EventOut
+from livereplay.protocol.rules import CaughtUp, Gap
+from livereplay.reader.client import Item, ReaderError, ReaderStatus, subscribe
 
 _encoder: Final = msgspec.json.Encoder()
 
@@ -54,28 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _text(cursor: object) -> str | None:
-    return None if cursor is None else str(cursor)
-
-
 def format_json(item: Item) -> str:
-    body: dict[str, Any]
+    """One line: the event with `"type": "event"`, or the `gap` / `caught_up` frame."""
     if isinstance(item, EventOut):
-        body = {"type": "event", **msgspec.structs.asdict(item)}
-    elif isinstance(item, Gap):
-        body = {
-            "type": "gap",
-            "session_id": item.session_id,
-            "requested_cursor": item.requested_cursor,
-            "latest_cursor": _text(item.latest_cursor),
-            "latest_revision": item.latest_revision,
-            "reason": item.reason.value,
-            "detail": item.detail.value,
-            "earliest_cursor": _text(item.earliest_cursor),
-        }
-    else:
-        body = {"type": "caught_up", "cursor": _text(item.cursor)}
-    return _encoder.encode(body).decode()
+        return _encoder.encode({"type": "event", **msgspec.structs.asdict(item)}).decode()
+    if isinstance(item, Gap):
+        return _encoder.encode(gap_frame(item)).decode()
+    return _encoder.encode(CaughtUpFrame(text(item.cursor))).decode()
 
 
 def format_text(item: Item) -> str:
@@ -85,9 +72,9 @@ def format_text(item: Item) -> str:
         payload = _encoder.encode(item.payload).decode()
         return f"#{item.position} rev={item.revision}{turn} {when} {payload}"
     if isinstance(item, Gap):
-        resume = _text(item.latest_cursor) or "earliest"
+        resume = text(item.latest_cursor) or "earliest"
         return f"-- gap: {item.reason.value} ({item.detail.value}); resuming after {resume} --"
-    return f"-- caught up at {_text(item.cursor) or 'the start'} --"
+    return f"-- caught up at {text(item.cursor) or 'the start'} --"
 
 
 async def tail(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -22,22 +22,15 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from ._cursor import (
-    PREFIX,
-    U64_MAX,
-    Cursor,
-    StartWord,
-    WrongSession,
-    parse_cursor,
-    valid_session_id,
-)
-from ._ijson import encode_payload
-from ._ingest_wire import PATH
-from ._rules import Gap, read_page
-from ._sender import Sender, WriterOptions, WriterRefused
-from ._subscription import WindowSubscription, decode_events
-from ._window import LocalWindow
-from ._wire import EventOut
+from livereplay.protocol.constants import CURSOR_PREFIX, INGEST_PATH, U64_MAX
+from livereplay.protocol.cursor import Cursor, StartWord, parse_cursor, valid_session_id
+from livereplay.protocol.errors import WrongSession
+from livereplay.protocol.ijson import encode_payload
+from livereplay.protocol.records import EventOut
+from livereplay.protocol.rules import Gap, read_page
+from livereplay.writer.local_reads import WindowSubscription, decode_events
+from livereplay.writer.sender import Sender, WriterOptions, WriterRefused
+from livereplay.writer.window import LocalWindow
 
 _SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
@@ -81,8 +74,8 @@ def ingest_url(url: str) -> str:
     if scheme is None or not parts.netloc:
         raise ValueError(f"not a daemon URL (http://host:port or ws://host:port): {url!r}")
     path = parts.path.rstrip("/")
-    if not path.endswith(PATH):
-        path += PATH
+    if not path.endswith(INGEST_PATH):
+        path += INGEST_PATH
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
@@ -114,7 +107,7 @@ class LiveReplayClient:
         self.options = options or WriterOptions()
         self.incarnation = uuid.uuid4().hex
         self.url = ingest_url(url)
-        self._cursor_head = f"{PREFIX}{self.incarnation}:"
+        self._cursor_head = f"{CURSOR_PREFIX}{self.incarnation}:"
         self._window = LocalWindow(self.incarnation, self.options.window)
         self._sender = Sender(self.url, self._window, self.options, token)
         self._closed = False

@@ -27,9 +27,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from ._ingest_wire import (
+from livereplay.protocol.constants import INGEST_SUBPROTOCOL, MiB
+from livereplay.protocol.ingest import (
     PROTOCOL_VERSION,
-    SUBPROTOCOL,
     Ack,
     Error,
     Refused,
@@ -37,12 +37,11 @@ from ._ingest_wire import (
     encode_append,
     server_decoder,
 )
-from ._log import Limits
-from ._window import Batch, BatchLimits, LocalWindow
+from livereplay.protocol.session_log import Limits
+from livereplay.writer.window import Batch, BatchLimits, LocalWindow
 
 log = logging.getLogger("livereplay.writer")
 
-MiB: Final = 1024 * 1024
 LOSS_LOG_INTERVAL_S: Final = 5.0
 
 
@@ -212,7 +211,7 @@ class Sender:
                     remaining = self._deadline - time.monotonic()
                     ws = await connect(
                         self.url,
-                        subprotocols=[Subprotocol(SUBPROTOCOL)],
+                        subprotocols=[Subprotocol(INGEST_SUBPROTOCOL)],
                         additional_headers=self.headers,
                         compression=None,
                         proxy=None,

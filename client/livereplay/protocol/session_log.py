@@ -18,10 +18,11 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Final
 
-from ._cursor import PREFIX, Cursor, valid_incarnation
-from ._wire import U64_MAX, NewEvent, RecordEncoder, event_json_to_msgpack
+from .constants import CURSOR_PREFIX, U64_MAX, MiB
+from .cursor import Cursor, valid_incarnation
+from .errors import AppendRefused
+from .records import NewEvent, RecordEncoder, event_json_to_msgpack
 
-MiB: Final = 1024 * 1024
 # How many superseded incarnations a session remembers (to refuse their appends).
 MAX_SUPERSEDED: Final = 64
 # A session's count of skipped positions saturates here (where the Redis script's
@@ -293,15 +294,6 @@ class Holes:
         del self._flat[:2]
 
 
-class AppendRefused(Exception):
-    """A batch refused as a whole; nothing was written."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     accepted: int
@@ -333,7 +325,7 @@ class AppendResult:
         """`cursors` as text, without making the objects."""
         if self.tail_cursor is None:
             return []
-        head = f"{PREFIX}{self.incarnation}:"
+        head = f"{CURSOR_PREFIX}{self.incarnation}:"
         session_id, first = self.tail_cursor.session_id, self.assigned_from
         return [
             f"{head}{e.revision}:{first + i if e.position is None else e.position}:{session_id}"
@@ -470,6 +462,39 @@ def new_incarnation() -> str:
     return uuid.uuid4().hex
 
 
+def check_batch(
+    incarnation: str | None, events: Sequence[NewEvent], *, superseded: bool = False
+) -> None:
+    """Refuse a batch that breaks section 5's rules, before anything is written.
+
+    Whether the incarnation was superseded is the only state it needs; the Redis
+    backend's script knows that itself, so it calls this with the default.
+    """
+    if incarnation is not None:
+        if not valid_incarnation(incarnation):
+            raise AppendRefused(
+                "invalid_incarnation", "an incarnation is 1..64 characters of A-Z a-z 0-9 _ -"
+            )
+        if superseded:
+            raise AppendRefused(
+                "incarnation_superseded", "a newer incarnation has taken over this session"
+            )
+        if any(e.position is None for e in events):
+            raise AppendRefused(
+                "invalid_event", "with an incarnation, every event carries a position"
+            )
+    elif any(e.position is not None for e in events):
+        raise AppendRefused("invalid_event", "without an incarnation, no event carries a position")
+    if any(
+        not 0 <= e.revision <= U64_MAX
+        or (e.position is not None and not 1 <= e.position <= U64_MAX)
+        for e in events
+    ):
+        raise AppendRefused(
+            "invalid_event", "revision is an unsigned 64-bit integer, position one >= 1"
+        )
+
+
 class SessionTable:
     """Every session's log under per-session retention and one global memory budget.
 
@@ -596,34 +621,13 @@ class SessionTable:
         )
 
     def _check(self, session_id: str, incarnation: str | None, events: Sequence[NewEvent]) -> None:
-        if incarnation is not None:
-            if not valid_incarnation(incarnation):
-                raise AppendRefused(
-                    "invalid_incarnation", "an incarnation is 1..64 characters of A-Z a-z 0-9 _ -"
-                )
+        superseded = False
+        if incarnation is not None and valid_incarnation(incarnation):
             meta = self._meta.get(session_id)
             log = self._logs.get(session_id)
             current = log is not None and log.incarnation == incarnation
-            if meta is not None and not current and meta.has_superseded(incarnation):
-                raise AppendRefused(
-                    "incarnation_superseded", "a newer incarnation has taken over this session"
-                )
-            if any(e.position is None for e in events):
-                raise AppendRefused(
-                    "invalid_event", "with an incarnation, every event carries a position"
-                )
-        elif any(e.position is not None for e in events):
-            raise AppendRefused(
-                "invalid_event", "without an incarnation, no event carries a position"
-            )
-        if any(
-            not 0 <= e.revision <= U64_MAX
-            or (e.position is not None and not 1 <= e.position <= U64_MAX)
-            for e in events
-        ):
-            raise AppendRefused(
-                "invalid_event", "revision is an unsigned 64-bit integer, position one >= 1"
-            )
+            superseded = meta is not None and not current and meta.has_superseded(incarnation)
+        check_batch(incarnation, events, superseded=superseded)
 
     def _create(self, session_id: str, incarnation: str) -> SessionLog:
         meta = self._meta.setdefault(session_id, SessionMeta())

@@ -15,17 +15,13 @@ from typing import Any, Final
 
 import msgspec
 
+from .errors import NotIJson
+
 MAX_DEPTH: Final = 64
 
 _decoder: Final = msgspec.json.Decoder()
 _json: Final = msgspec.json.Encoder()
 _msgpack: Final = msgspec.msgpack.Encoder()
-
-
-class NotIJson(ValueError):
-    """A payload the protocol refuses (`invalid_event`); the message says why."""
-
-    code = "invalid_event"
 
 
 def check_json(data: bytes) -> None:

@@ -1,8 +1,8 @@
 """The read-rule table (PROTOCOL.md section 4) and a reader's progress through it.
 
-`check` is the table for one read. `Subscription` is one connection's reader: it
-is fed snapshots of the session (head plus the events after its position) and
-answers with the frames to send. It never performs I/O, so the daemon's WebSocket
+`check` is the table for one read. `ReadProgress` is one connection's reader going
+through it: it is fed snapshots of the session (head plus the events after its
+position) and answers with the frames to send. It never performs I/O, so the daemon's WebSocket
 handler and the tests drive the same code.
 """
 
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
 
-from ._cursor import Cursor, StartWord
-from ._log import SessionLog, StoredEvent
-
-U64_MAX: Final = 2**64 - 1
+from .constants import U64_MAX
+from .cursor import Cursor, StartWord
+from .session_log import SessionLog, StoredEvent
 
 
 class GapReason(StrEnum):
@@ -185,7 +183,7 @@ class CaughtUp:
 Output = Hello | Events | Gap | CaughtUp
 
 
-class Subscription:
+class ReadProgress:
     """One reader's position in one session's log.
 
     `after()` says where to read next; `feed()` takes the snapshot read there and

@@ -1,0 +1,1 @@
+"""The host's reader: a session's events live, across every disconnect."""

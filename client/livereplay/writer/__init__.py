@@ -1,0 +1,1 @@
+"""The runtime's writer: a local window that never blocks, shipped by one background sender."""
