@@ -26,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
+
+from livereplay.backoff import Backoff
 
 from .logs import get_logger
 from .redis_live import Windows
@@ -47,8 +48,8 @@ DEAD_AFTER_S = 3 * PING_INTERVAL_S
 WRITE_TIMEOUT_S = 5.0
 # How long a new reader waits for Redis to confirm its session's subscription.
 CONFIRM_TIMEOUT_S = 5.0
-# Reconnect backoff: full jitter between 0 and min(cap, base * 2^attempt).
-BACKOFF_BASE_S = 0.05
+# Reconnect backoff (full jitter); the first wait is at most 0.1 s.
+BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
 # Channels per SUBSCRIBE/UNSUBSCRIBE command.
 CHANNELS_PER_COMMAND = 512
@@ -155,28 +156,26 @@ class RedisChangeFeed(ChangeFeed):
         self.notify_all()
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(BACKOFF_BASE_S, BACKOFF_CAP_S)
         while True:
             conn: AbstractConnection | None = None
             try:
                 conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 # E.g. re-read the data set's id, before anything is accepted again.
                 await self._on_connect()
-                attempt = 0
+                backoff.reset()
                 self._up()
                 await self._serve(conn)
             except (RedisError, OSError, StoreUnavailable) as exc:
                 # Once per outage at warning level; each failed reconnect at debug.
-                report = log.warning if attempt == 0 else log.debug
+                report = log.warning if backoff.attempt == 0 else log.debug
                 report("redis_subscriber_lost", error=str(exc), reconnects=self.reconnects)
             except Exception:
                 log.exception("redis_subscriber_failed")
             finally:
                 await self._down(conn)
-            attempt += 1
             self.reconnects += 1
-            delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
 
     def _up(self) -> None:
         self._channels.clear()

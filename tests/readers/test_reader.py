@@ -164,14 +164,14 @@ def test_backoff_is_capped_and_resets_after_a_healthy_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Full jitter draws from [0, ceiling); taking the ceiling shows how it grows."""
-    monkeypatch.setattr("livereplay.writer.sender.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("livereplay.backoff.random.uniform", lambda low, high: high)
     policy = ReconnectPolicy(ReaderOptions(backoff_base_s=1, backoff_cap_s=8, healthy_s=10))
     assert [policy.delay(0) for _ in range(6)] == [1, 2, 4, 8, 8, 8]
     policy.connected(100)
     assert policy.delay(105) == 8  # a short-lived connection does not reset it
     policy.connected(200)
     assert [policy.delay(210), policy.delay(210)] == [1, 2]
-    monkeypatch.setattr("livereplay.writer.sender.random.uniform", lambda low, high: low)
+    monkeypatch.setattr("livereplay.backoff.random.uniform", lambda low, high: low)
     assert policy.delay(0) == 0
 
 

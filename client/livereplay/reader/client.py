@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from livereplay.backoff import Backoff
 from livereplay.protocol.constants import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, MiB
 from livereplay.protocol.cursor import Cursor, parse_cursor
 from livereplay.protocol.frames import (
@@ -40,7 +41,6 @@ from livereplay.protocol.frames import (
 )
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import CaughtUp, Gap
-from livereplay.writer.sender import Backoff
 
 # Browsers cannot send headers on a WebSocket; this client sends the token as a header.
 TOKEN_HEADER: Final = "Authorization"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from livereplay.backoff import Backoff
 from livereplay.protocol.constants import INGEST_SUBPROTOCOL, MiB
 from livereplay.protocol.ingest import (
     PROTOCOL_VERSION,
@@ -83,23 +83,6 @@ class WriterOptions:
                 raise ValueError(f"{name} must be at least 1")
         if self.backoff_base_s <= 0 or self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff needs 0 < backoff_base_s <= backoff_cap_s")
-
-
-class Backoff:
-    """Exponential backoff with full jitter: a delay drawn from [0, min(cap, base * 2^n))."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 60))
-        self.attempt += 1
-        return random.uniform(0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class ProtocolFault(Exception):
