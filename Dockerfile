@@ -1,8 +1,8 @@
 # The livereplay daemon: `docker build -t livereplay .` from the repo root.
 #
 # Build stage: a venv with the hash-checked image lock (deploy/requirements.txt,
-# made by scripts/lock.sh), then the project itself, built offline by the locked
-# hatchling. Runtime stage: the slim base plus that venv, run as a non-root user.
+# made by scripts/lock.sh), then the project's two distributions (client/ and
+# server/), built offline by the locked hatchling. Runtime stage: the slim base plus that venv, run as a non-root user.
 # tests/deploy/test_dockerfile.py runs the build stage's RUN steps in a fresh
 # venv and starts the daemon as ENTRYPOINT says: keep to ARG, FROM, ENV,
 # WORKDIR, COPY, RUN, USER, EXPOSE, ENTRYPOINT and CMD so that test covers it.
@@ -19,11 +19,10 @@ WORKDIR /src
 COPY deploy/requirements.txt deploy/requirements.txt
 RUN python -m pip --python "$VENV/bin/python" install --require-hashes \
         -r deploy/requirements.txt
-COPY pyproject.toml README.md ./
 COPY client client
 COPY server server
 RUN python -m pip --python "$VENV/bin/python" install --no-deps --no-build-isolation \
-        --no-index .
+        --no-index ./client ./server
 
 FROM ${PYTHON_IMAGE}
 ARG VENV

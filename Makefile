@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Two installs from the same lock: serving needs only the `server` extra; everything
-# else (tests, lint, types, benchmarks) the `dev` one, which includes it.
+# Two installs from the same lock, both of the two distributions (client/, server/),
+# editable: serving needs only them; everything else (tests, lint, types, benchmarks)
+# also the Redis extra and the `dev` group of the workspace's pyproject.toml.
 STAMP := $(VENV)/.installed
 SERVE_STAMP := $(VENV)/.installed-serve
 
@@ -19,12 +20,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+PROJECTS := pyproject.toml client/pyproject.toml server/pyproject.toml requirements.lock
+
+$(STAMP): $(PROJECTS) | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e ./client -e './server[redis]' \
+		--group dev
 	touch $(STAMP)
 
-$(SERVE_STAMP): pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[server]'
+$(SERVE_STAMP): $(PROJECTS) | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e ./client -e ./server
 	touch $(SERVE_STAMP)
 
 # A development install (a superset) serves as it is.
@@ -62,7 +66,7 @@ bench: install
 	$(BIN)/python -m bench.writer_bench
 
 # Refresh both locks (the dev lock and the image's hashed lock) after changing
-# dependencies in pyproject.toml.
+# dependencies in a pyproject.toml.
 lock:
 	sh scripts/lock.sh
 

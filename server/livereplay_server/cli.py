@@ -7,6 +7,7 @@ it adds this subcommand when the daemon is installed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -39,11 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     return livereplay_parser()
 
 
+REDIS_MISSING = "--backend redis needs the Redis client: install `livereplay-server[redis]`"
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         settings = config.settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if settings.backend == "redis" and importlib.util.find_spec("redis") is None:
+        parser.error(REDIS_MISSING)
     from .server import serve
 
     return serve(settings)

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_LOCK = ROOT / "deploy" / "requirements.txt"
 DEV_LOCK = ROOT / "requirements.lock"
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+CLIENT = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())
+SERVER = tomllib.loads((ROOT / "server" / "pyproject.toml").read_text())
 WRITER_TOKEN = "w" * 40
 READER_KEY = "k" * 40
 
@@ -100,11 +101,14 @@ def test_image_lock_is_hashed_complete_and_matches_the_image_and_the_dev_lock() 
     blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n\n", 1)[-1].strip())
     requirements = [b for b in blocks if not b.startswith("#")]
     assert len(requirements) == len(image) and all("--hash=sha256:" in b for b in requirements)
-    project = PYPROJECT["project"]
-    wanted = [*project["dependencies"], *PYPROJECT["build-system"]["requires"]]
-    for extra in ("server", "redis"):
-        wanted += project["optional-dependencies"][extra]
+    wanted = [*CLIENT["project"]["dependencies"], *SERVER["project"]["dependencies"]]
+    wanted += [
+        *SERVER["build-system"]["requires"],
+        *SERVER["project"]["optional-dependencies"]["redis"],
+    ]
     names = {canonical(re.split(r"[\[<>=~!; ]", w, maxsplit=1)[0]) for w in wanted}
+    # The client is built from this tree beside the server, not installed from the lock.
+    names.discard("livereplay")
     assert names <= set(image)
     # The image runs the versions the test suite ran.
     dev = pins(DEV_LOCK.read_text())
@@ -170,7 +174,11 @@ def test_build_stage_installs_exactly_the_lock_and_the_project(built: Built) -> 
         check=True,
     ).stdout
     installed = {canonical(k): v for k, v in json.loads(listing)["versions"].items()}
-    expected = {**pins(IMAGE_LOCK.read_text()), "livereplay": PYPROJECT["project"]["version"]}
+    expected = {
+        **pins(IMAGE_LOCK.read_text()),
+        "livereplay": CLIENT["project"]["version"],
+        "livereplay-server": SERVER["project"]["version"],
+    }
     assert installed == expected
     where = json.loads(listing)["daemon"]
     assert where.startswith(str(built.venv / "lib")), "the daemon runs from the venv, not here"

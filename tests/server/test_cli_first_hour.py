@@ -218,10 +218,11 @@ def make_dry_run(target: str, tmp_path: Path) -> str:
 
 def test_make_run_installs_only_what_serving_needs(tmp_path: Path) -> None:
     run = make_dry_run("run", tmp_path)
-    assert "-e '.[server]'" in run and "[dev]" not in run
+    assert "-e ./client -e ./server" in run
+    assert "--group dev" not in run and "[redis]" not in run
     assert re.search(r"livereplay serve\s*$", run, re.MULTILINE)  # make may add its own lines
     test = make_dry_run("test", tmp_path)
-    assert "-e '.[dev]'" in test
+    assert "-e ./client -e './server[redis]'" in test and "--group dev" in test
 
 
 def test_the_readme_quick_start_says_what_a_first_hour_needs() -> None:

@@ -1,13 +1,14 @@
 """The session inspector: a static page at `/` that reads sessions with the JavaScript client.
 
 The files are small, so they are read once when the app is built and served
-from memory. The JavaScript client is `client/js/src/index.js`: in a wheel it is
-packaged beside these files as `livereplay.js`; in a source checkout it is read
-from the client's own folder, so there is one copy of it.
+from memory. The JavaScript client is the `livereplay` distribution's package data
+(`livereplay/js/livereplay.js`, a link to `client/js/src/index.js` in the source
+tree), so there is one copy of it.
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +21,7 @@ from ..logs import get_logger
 log = get_logger("livereplay.inspector")
 
 HERE: Final = Path(__file__).resolve().parent
-CLIENT_SOURCE: Final = HERE.parents[2] / "client" / "js" / "src" / "index.js"
+JS_CLIENT: Final = Path(str(files("livereplay") / "js" / "livereplay.js"))
 
 JS: Final = "text/javascript; charset=utf-8"
 # Only this origin's scripts, styles and sockets; payloads are shown as text, never as markup.
@@ -32,11 +33,6 @@ HEADERS: Final = {
         "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
 }
-
-
-def _client_path() -> Path:
-    packaged = HERE / "livereplay.js"
-    return packaged if packaged.is_file() else CLIENT_SOURCE
 
 
 def _route(path: str, file: Path, media_type: str) -> Route | None:
@@ -58,6 +54,6 @@ def routes() -> list[Route]:
         _route("/", HERE / "index.html", "text/html; charset=utf-8"),
         _route("/static/inspector.js", HERE / "inspector.js", JS),
         _route("/static/inspector.css", HERE / "inspector.css", "text/css; charset=utf-8"),
-        _route("/static/livereplay.js", _client_path(), JS),
+        _route("/static/livereplay.js", JS_CLIENT, JS),
     ]
     return [r for r in wanted if r is not None]
