@@ -818,7 +818,7 @@ operations = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(operations)
-def test_table_totals_always_equal_the_sum_over_logs(ops: list[tuple[object, ...]]) -> None:
+def test_table_totals_always_equal_the_sum_over_logs(ops: list[tuple[Any, ...]]) -> None:
     one = encoded_size("a", A, 1, 1, 0, b'"x"')
     table = SessionTable(
         Limits(

@@ -35,7 +35,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
         item.stash[OUTCOME] = "ok" if report.passed else "FAILED"
@@ -67,7 +69,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     ARTIFACT.write_text(
         json.dumps({"soak": SOAK, "rows": [dataclasses.asdict(r) for r in rows]}, indent=2) + "\n"
     )
-    header = (
+    header: tuple[str, ...] = (
         "scenario",
         "faults",
         "acked",
@@ -80,7 +82,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         "fds",
         "outcome",
     )
-    table = [
+    table: list[tuple[str, ...]] = [
         (
             r.scenario,
             ", ".join(r.faults) or "-",

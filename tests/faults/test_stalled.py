@@ -13,6 +13,7 @@ import asyncio
 import socket
 import statistics
 import time
+from functools import partial
 
 from tests.faults.harness import FaultRun, Scale, async_wait, metric
 from tests.faults.procs import open_fds, rss_bytes
@@ -57,6 +58,13 @@ async def test_never_reading_readers_are_cut_off_and_let_go(
     path = f"/v1/sessions/{SESSION}/stream?cursor=earliest"
     per_cycle = scale.pick(20, 50)
     cut_off = 0
+
+    def all_cut_off(url: str, wanted: int) -> bool:
+        return cutoffs(url) >= wanted
+
+    def cut_off_report(url: str, wanted: int, cycle: int) -> str:
+        return f"cycle {cycle}: the daemon cut off {cutoffs(url):.0f} of {wanted} stalled readers"
+
     problems: list[str] = []
     for cycle in range(scale.pick(2, 8)):
         stalled: list[socket.socket] = []
@@ -66,12 +74,9 @@ async def test_never_reading_readers_are_cut_off_and_let_go(
             run.fault("stalled readers")
             cut_off += per_cycle
             await async_wait(
-                lambda n=cut_off: cutoffs(daemon.http_url) >= n,
+                partial(all_cut_off, daemon.http_url, cut_off),
                 15,
-                lambda n=cut_off, c=cycle: (
-                    f"cycle {c}: the daemon cut off "
-                    f"{cutoffs(daemon.http_url):.0f} of {n} stalled readers"
-                ),
+                partial(cut_off_report, daemon.http_url, cut_off, cycle),
             )
             # Cut off, but the peers still hold their sockets open and unread.
             deadline = time.monotonic() + 5

@@ -51,7 +51,8 @@ class InProcessDaemon:
 
     @property
     def state(self) -> Any:
-        return self.server.config.app.state.livereplay
+        app: Any = self.server.config.app
+        return app.state.livereplay
 
     def stream_url(self, session_id: str, cursor: str) -> str:
         return f"{self.ws_url}/v1/sessions/{session_id}/stream?cursor={cursor}"
