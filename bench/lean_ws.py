@@ -18,7 +18,8 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+# Control opcodes; any other frame is data (text, binary or a continuation), joined until FIN.
+OP_CLOSE, OP_PING, OP_PONG = 8, 9, 10
 MAX_HEAD = 16_384
 
 

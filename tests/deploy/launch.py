@@ -46,9 +46,6 @@ class Launched:
                 time.sleep(0.05)
         raise AssertionError(f"daemon did not answer /healthz:\n{self.logs()}")
 
-    def wait_exit(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then the exit status; kill -9 only if it overruns `timeout`."""
         if self.proc.poll() is None:
