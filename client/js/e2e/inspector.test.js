@@ -411,7 +411,7 @@ test('with auth on and no token, the page says a token is needed and takes one',
 
     const token = execFileSync(PYTHON, [
       '-c',
-      'import sys; from livereplay_server.auth import mint_reader_token as m; print(m(sys.argv[1], session_id="private"))',
+      'import sys; from livereplay.protocol.tokens import mint_reader_token as m; print(m(sys.argv[1], session_id="private"))',
       key,
     ]).toString().trim();
     await page.locator('#token').fill(token);

@@ -1,4 +1,4 @@
-// A real livereplay daemon for the JavaScript tests: `python -m livereplay_server serve`
+// A real livereplay daemon for the JavaScript tests: `python -m livereplay_server`
 // as a child process on a fixed loopback port, so it can be killed (-9), stopped
 // (SIGSTOP) and restarted in place. LIVEREPLAY_PYTHON names the interpreter
 // (default: the repository's .venv).
@@ -52,7 +52,7 @@ export class Daemon {
     this.port ??= await freePort();
     const child = spawn(
       PYTHON,
-      ['-m', 'livereplay_server', 'serve', '--host', '127.0.0.1', '--port', String(this.port),
+      ['-m', 'livereplay_server', '--host', '127.0.0.1', '--port', String(this.port),
         '--log-level', 'warning', ...this.args],
       { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT },
     );

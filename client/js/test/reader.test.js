@@ -240,7 +240,7 @@ test('a reader token goes as a subprotocol; without one the refusal is final', a
 
     const token = execFileSync(PYTHON, [
       '-c',
-      'import sys; from livereplay_server.auth import mint_reader_token as m; print(m(sys.argv[1], session_id="private"))',
+      'import sys; from livereplay.protocol.tokens import mint_reader_token as m; print(m(sys.argv[1], session_id="private"))',
       key,
     ]).toString().trim();
     const reader = record({ url: daemon.httpUrl, sessionId: 'private', token });
