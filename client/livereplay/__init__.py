@@ -21,19 +21,13 @@ from .protocol.errors import (
 from .protocol.records import EventOut
 from .protocol.rules import CaughtUp, Gap, GapDetail, GapReason
 from .protocol.session_log import Limits
-from .reader.client import (
-    Reader,
-    ReaderError,
-    ReaderOptions,
-    ReaderProtocolError,
-    ReaderRefused,
-    ReaderStats,
-    ReaderStatus,
-    subscribe,
-)
+from .reader.client import Reader, ReaderOptions, ReaderStatus, subscribe
+from .reader.errors import ReaderError, ReaderProtocolError, ReaderRefused
+from .reader.machine import ReaderStats
 from .writer.client import ClientClosed, LiveReplayClient, WriterStats
 from .writer.local_reads import SubscriberLagged, WindowSubscription
-from .writer.sender import WriterOptions, WriterRefused
+from .writer.machine import WriterRefused
+from .writer.options import WriterOptions
 
 try:
     __version__ = version("livereplay")

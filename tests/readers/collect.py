@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livereplay import CaughtUp, EventOut, Gap, Reader, ReaderStatus
-from livereplay.reader.client import Item
+from livereplay.reader.machine import Item
 
 
 @dataclass

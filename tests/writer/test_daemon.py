@@ -41,6 +41,12 @@ from tests.writer.proxy import Proxy
 FAST = WriterOptions(backoff_base_s=0.02, backoff_cap_s=0.2, linger_s=0.002)
 
 
+async def recv_bytes(ws: Any) -> bytes:
+    message = await ws.recv()
+    assert isinstance(message, bytes), "ingest messages are binary frames"
+    return message
+
+
 async def writer(url: str, options: WriterOptions = FAST) -> LiveReplayClient:
     """A client constructed outside any loop: its sender is a thread."""
     return await asyncio.to_thread(LiveReplayClient, url, options=options)
@@ -262,14 +268,14 @@ async def test_the_daemon_refuses_a_bad_batch_whole_and_says_why() -> None:
         httpx.AsyncClient(base_url=daemon.http_url) as http,
         connect(daemon.ws_url + "/v1/ingest", subprotocols=[Subprotocol(INGEST_SUBPROTOCOL)]) as ws,
     ):
-        welcome = server_decoder.decode(await ws.recv())
+        welcome = server_decoder.decode(await recv_bytes(ws))
         assert isinstance(welcome, Welcome)
         assert welcome.instance == daemon.state.store.instance_id
         assert (welcome.max_batch_bytes, welcome.max_batch_events) == (64 * 1024, 50)
 
         async def answer(message: bytes) -> Any:
             await ws.send(message)
-            return server_decoder.decode(await ws.recv())
+            return server_decoder.decode(await recv_bytes(ws))
 
         bad = await answer(batch(1, "s-1", [b'{"a":1}', b'{"a":', b"3"]))
         assert bad == Refused(1, "invalid_event", bad.message)
@@ -311,10 +317,10 @@ async def test_a_frame_that_is_no_batch_ends_the_connection(
         run_in_process(fast_settings(max_batch_bytes=64 * 1024)) as daemon,
         connect(daemon.ws_url + "/v1/ingest", max_size=None) as ws,
     ):
-        assert isinstance(server_decoder.decode(await ws.recv()), Welcome)
+        assert isinstance(server_decoder.decode(await recv_bytes(ws)), Welcome)
         await ws.send(frame)
         if close_code == 4400:
-            error = server_decoder.decode(await ws.recv())
+            error = server_decoder.decode(await recv_bytes(ws))
             assert isinstance(error, Error) and error.code == "invalid_frame"
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)

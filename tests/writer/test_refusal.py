@@ -95,7 +95,7 @@ def test_the_local_window_reads_from_start_words() -> None:
         subscription = client.subscribe_after_cursor("latest", session_id="s")
         assert not isinstance(subscription, type(replay)) and hasattr(subscription, "get")
         client.append("s", 1, {"n": 3})
-        event = subscription.get(timeout=5)  # type: ignore[union-attr]
+        event = subscription.get(timeout=5)
         assert event is not None and event.payload == {"n": 3}
     finally:
         client.close(0)

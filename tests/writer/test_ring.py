@@ -11,7 +11,8 @@ from livereplay import AppendRefused, Cursor, Limits, LiveReplayClient, WriterOp
 from livereplay.protocol.ingest import Append, IngestEvent, append_decoder, encode_append, encoder
 from livereplay.protocol.records import encode_record, record_size
 from livereplay.protocol.rules import read_page
-from livereplay.writer.window import COMPACT_AFTER, BatchLimits, LocalWindow
+from livereplay.protocol.session_log import COMPACT_AFTER
+from livereplay.writer.window import BatchLimits, LocalWindow
 
 INC = "w-1"
 LIMITS = BatchLimits(
@@ -21,7 +22,7 @@ LIMITS = BatchLimits(
     restore_max_events=10_000,
     restore_max_bytes=1 << 30,
 )
-texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+texts = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)
 session_ids = st.from_regex(r"[A-Za-z0-9._~:@+\-]{1,40}", fullmatch=True)
 u64 = st.integers(0, 2**64 - 1)
 
@@ -106,7 +107,7 @@ def test_age_retention_follows_the_clock_it_is_given() -> None:
     assert w.earliest("s") == 3
     batch = w.next_batch(LIMITS)
     assert batch is not None and [e.position for e in batch.events] == [4]
-    assert w.figures().unnoticed_drops == 0 and w.counters.dropped == 3
+    assert w.backlog().unnoticed_drops == 0 and w.counters.dropped == 3
 
 
 def test_a_long_ring_slices_by_position_across_compactions_and_revisions() -> None:

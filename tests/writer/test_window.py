@@ -70,7 +70,7 @@ def test_a_first_connection_sends_everything_in_order_and_is_no_restore() -> Non
     assert [len(b.events) for b in batches] == [4, 4, 2]
     assert daemon.positions() == list(range(1, 11))
     assert daemon.restores == [None, None, None]
-    assert (w.counters.acknowledged, w.counters.dropped, w.figures().buffered) == (10, 0, 0)
+    assert (w.counters.acknowledged, w.counters.dropped, w.backlog().buffered) == (10, 0, 0)
 
 
 def test_a_daemon_that_lost_everything_gets_the_whole_window_oldest_first() -> None:
@@ -93,7 +93,7 @@ def test_a_daemon_that_lost_everything_gets_the_whole_window_oldest_first() -> N
     assert log is not None and log.restoring_to == 0  # over once the tail got there
     # What the first daemon acknowledged and the window no longer holds is not "dropped".
     assert w.counters.dropped == dropped_before
-    assert w.figures().buffered == 0
+    assert w.backlog().buffered == 0
 
 
 def test_appends_during_a_restore_follow_it_as_ordinary_batches() -> None:
@@ -139,11 +139,11 @@ def test_dropped_counts_exactly_the_positions_the_daemon_never_received() -> Non
     drain(w, daemon)
     for i in range(9):  # 6..14; the window keeps 10..14
         w.append("s", 1, msgspec.Raw(b"%d" % i), None)
-    assert w.figures().unnoticed_drops == 4  # seen before any batch says so
+    assert w.backlog().unnoticed_drops == 4  # seen before any batch says so
     drain(w, daemon)
     log = daemon.table.get("s")
     assert log is not None and list(log.holes) == [(6, 9)]
-    assert w.counters.dropped == 4 and w.figures().unnoticed_drops == 0
+    assert w.counters.dropped == 4 and w.backlog().unnoticed_drops == 0
 
 
 def test_events_in_flight_when_the_connection_broke_are_not_counted_lost_if_applied() -> None:
@@ -161,7 +161,7 @@ def test_events_in_flight_when_the_connection_broke_are_not_counted_lost_if_appl
     w.connection_lost()
     for i in range(4):  # 5..8: the window no longer holds 1..4
         w.append("s", 1, msgspec.Raw(b"%d" % i), None)
-    assert w.figures().unnoticed_drops == 0  # maybe applied: not claimed lost
+    assert w.backlog().unnoticed_drops == 0  # maybe applied: not claimed lost
     drain(w, daemon)
     assert daemon.positions() == list(range(1, 9))
     assert w.counters.dropped == 0  # the daemon's ack: no hole

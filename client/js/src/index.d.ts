@@ -108,6 +108,50 @@ export interface Subscription {
   readonly stats: ReaderStats;
 }
 
+/** The frame counters `ReaderState` keeps (a subset of `ReaderStats`). */
+export interface StateStats {
+  duplicatesDropped: number;
+  events: number;
+  gaps: number;
+}
+
+/** What `ReaderState.receive` gives to deliver, in order. */
+export type ReaderItem =
+  | { type: 'events'; events: LiveReplayEvent[] }
+  | { type: 'gap'; gap: Gap }
+  | { type: 'caught_up'; cursor: string | null };
+
+/** A frame decoded from JSON text; `ReaderState` checks its `type`. */
+export interface Frame {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** The daemon sent something protocol 1 does not allow where it came; final. */
+export class ReaderProtocolError extends Error {}
+
+/**
+ * The reader's resume rules with no I/O and no timers (the Python reader's
+ * `ReaderMachine` has the same; both pass tests/vectors/reader.json).
+ */
+export class ReaderState<S extends StateStats = StateStats> {
+  constructor(start: string, stats?: S);
+  /** Where the next connection starts. */
+  cursor: string;
+  readonly stats: S;
+  /** This connection's hello frame, once it came. */
+  hello: Frame | null;
+  /** A new connection opened at `cursor`. */
+  connected(): void;
+  /** The connection closed: a 44xx returns the final failure, anything else null (resume). */
+  closed(code: number, reason?: string): ReaderFailure | null;
+  /** The items to deliver for one frame; throws `ReaderProtocolError`. */
+  receive(frame: Frame): ReaderItem[];
+}
+
+/** A WebSocket message as a frame (a JSON object); throws `ReaderProtocolError`. */
+export function decodeFrame(data: string): Frame;
+
 export const JSON_SUBPROTOCOL: 'livereplay.v1.json';
 export const TOKEN_SUBPROTOCOL_PREFIX: 'livereplay.token.';
 

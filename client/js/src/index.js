@@ -11,6 +11,10 @@
 // position of the same incarnation keeps that true across connections. A close
 // with 44xx is final: status "failed" and onError.
 //
+// The resume rules are `ReaderState`, with no I/O and no clock: the same rules as
+// the Python reader's ReaderMachine, and both pass tests/vectors/reader.json.
+// subscribe() is its I/O shell: sockets, timers, backoff and callbacks.
+//
 // No dependencies: the WebSocket is the browser's, Node's global one, or any
 // implementation of the same interface passed as `WebSocket`.
 
@@ -44,6 +48,127 @@ export function cursorPoint(cursor) {
   const parts = cursor.slice(CURSOR_PREFIX.length).split(':');
   if (parts.length < 4 || !/^\+?[0-9]+$/.test(parts[2])) return null;
   return [parts[0], BigInt(parts[2].replace('+', ''))];
+}
+
+/** The daemon sent something protocol 1 does not have where it came. */
+export class ReaderProtocolError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'ReaderProtocolError';
+  }
+}
+
+/** A WebSocket message as a frame: a JSON object, or a ReaderProtocolError. */
+export function decodeFrame(data) {
+  let frame;
+  try {
+    frame = JSON.parse(data);
+  } catch {
+    throw new ReaderProtocolError('a frame that is not JSON');
+  }
+  if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
+    throw new ReaderProtocolError('a frame that is not a JSON object');
+  }
+  return frame;
+}
+
+/**
+ * One reader's progress through the daemon's frames, across its connections.
+ *
+ * `cursor` is where the next connection must start: the start given, then the
+ * hello's resolved cursor, each delivered event, each gap's latest_cursor (or
+ * `earliest`), each caught_up cursor. `receive(frame)` answers with the items to
+ * deliver: `{type: 'events', events}`, `{type: 'gap', gap}`, `{type: 'caught_up', cursor}`.
+ */
+export class ReaderState {
+  #error = null; // this connection's error frame: its 44xx close follows
+  #last = null; // [incarnation, position] delivered last (or a gap's resume point)
+
+  constructor(start, stats = { duplicatesDropped: 0, events: 0, gaps: 0 }) {
+    this.cursor = start;
+    this.stats = stats; // counts events, gaps and duplicatesDropped
+    this.hello = null; // this connection's hello, once it came
+  }
+
+  /** A new connection opened at `cursor`: its first frame must be hello. */
+  connected() {
+    this.hello = null;
+    this.#error = null;
+  }
+
+  /** The connection closed: a 44xx is final (the failure is returned), anything else resumes. */
+  closed(code, reason = '') {
+    const error = this.#error;
+    this.#error = null;
+    this.hello = null;
+    if (!(code >= 4400 && code < 4500)) return null;
+    return {
+      closeCode: code,
+      code: error?.code ?? null,
+      message: error?.message ?? (reason || `closed ${code}`),
+    };
+  }
+
+  receive(frame) {
+    if (this.hello === null) return this.#first(frame);
+    switch (frame.type) {
+      case 'events':
+        return this.#events(frame.events);
+      case 'gap': {
+        // Resume strictly after the gap: the host reloads its state from its own source.
+        const gap = { ...frame };
+        delete gap.type;
+        this.#last = cursorPoint(gap.latest_cursor);
+        this.cursor = gap.latest_cursor ?? 'earliest';
+        this.stats.gaps++;
+        return [{ type: 'gap', gap }];
+      }
+      case 'caught_up':
+        if (frame.cursor) this.cursor = frame.cursor;
+        // A session that does not exist yet: all it gets is new, so never skip it on a reconnect.
+        else if (this.cursor === 'latest') this.cursor = 'earliest';
+        return [{ type: 'caught_up', cursor: frame.cursor ?? null }];
+      case 'error':
+        this.#error = frame; // the 44xx close follows
+        return [];
+      case 'hello':
+        throw new ReaderProtocolError('a second hello on one connection');
+      default:
+        return []; // heartbeat: its arrival fed the shell's watchdog
+    }
+  }
+
+  /** A connection opens with hello, or with an error that its 44xx close follows. */
+  #first(frame) {
+    if (this.#error === null && frame.type === 'hello') {
+      this.hello = frame;
+      if (frame.cursor) this.cursor = frame.cursor; // a word resolved to where reading starts
+      return [];
+    }
+    if (this.#error === null && frame.type === 'error') {
+      this.#error = frame;
+      return [];
+    }
+    throw new ReaderProtocolError(`the first frame was not hello: ${(this.#error ?? frame).type}`);
+  }
+
+  #events(events) {
+    const fresh = [];
+    let last = this.#last;
+    for (const event of events) {
+      const point = cursorPoint(event.cursor);
+      if (point && last && point[0] === last[0] && point[1] <= last[1]) {
+        this.stats.duplicatesDropped++;
+        continue;
+      }
+      if (point) last = point;
+      this.cursor = event.cursor;
+      fresh.push(event);
+    }
+    this.#last = last;
+    this.stats.events += fresh.length;
+    return fresh.length ? [{ type: 'events', events: fresh }] : [];
+  }
 }
 
 const noop = () => {};
@@ -82,16 +207,14 @@ export function subscribe(options) {
   const protocols = [JSON_SUBPROTOCOL];
   if (token) protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
 
-  let resume = cursor; // where a new connection starts
-  let last = null; // [incarnation, position] delivered last (or a gap's resume point)
   let status = 'connecting';
   let socket = null;
   let timer = null; // connect timeout, heartbeat watchdog, or backoff wait
   let attempt = 0;
   let upSince = null;
   let silenceMs = connectTimeoutMs;
-  let errorFrame = null;
   let ended = false;
+  // One object: the state counts events, gaps and duplicates, this shell connections.
   const stats = {
     connects: 0,
     reconnects: 0,
@@ -100,6 +223,7 @@ export function subscribe(options) {
     events: 0,
     gaps: 0,
   };
+  const state = new ReaderState(cursor, stats);
 
   function setStatus(next, reason) {
     if (next === status && reason === undefined) return;
@@ -128,24 +252,27 @@ export function subscribe(options) {
 
   function connect() {
     timer = null;
-    errorFrame = null;
     silenceMs = connectTimeoutMs;
     let ws;
     try {
-      ws = new Socket(streamUrl(url, sessionId, resume), protocols);
+      ws = new Socket(streamUrl(url, sessionId, state.cursor), protocols);
     } catch (err) {
       fail({ closeCode: null, code: 'bad_url', message: String(err) });
       return;
     }
     socket = ws;
+    state.connected();
     arm(connectTimeoutMs, () => lost(ws, 'connect timeout', true));
     ws.onmessage = (message) => {
       if (socket !== ws) return;
       let frame;
+      let items;
       try {
-        frame = JSON.parse(message.data);
-      } catch {
-        fail({ closeCode: null, code: 'protocol_error', message: 'a frame that is not JSON' });
+        frame = decodeFrame(message.data);
+        items = state.receive(frame);
+      } catch (err) {
+        if (!(err instanceof ReaderProtocolError)) throw err;
+        fail({ closeCode: null, code: 'protocol_error', message: err.message });
         return;
       }
       // Any frame proves the daemon alive; after hello, silence means it is not.
@@ -153,7 +280,7 @@ export function subscribe(options) {
         stats.heartbeatTimeouts++;
         lost(ws, `no frame for ${silenceMs} ms (heartbeat timeout)`, true);
       });
-      onFrame(frame);
+      onFrame(frame, items);
     };
     // A failed attempt: browsers follow `error` with `close`, but Node's WebSocket
     // (undici; seen on Node 20) fires only `error` and leaves the socket CONNECTING,
@@ -167,69 +294,29 @@ export function subscribe(options) {
     };
     ws.onclose = (event) => {
       if (socket !== ws) return;
-      const code = event.code;
-      if (code >= 4400 && code < 4500) {
-        fail({
-          closeCode: code,
-          code: errorFrame?.code ?? null,
-          message: errorFrame?.message ?? (event.reason || `closed ${code}`),
-        });
-      } else {
-        lost(ws, `closed ${code}`, false);
-      }
+      const failure = state.closed(event.code, event.reason);
+      if (failure) fail(failure);
+      else lost(ws, `closed ${event.code}`, false);
     };
   }
 
-  function onFrame(frame) {
-    switch (frame.type) {
-      case 'hello':
-        if (frame.cursor) resume = frame.cursor; // a word resolved to where reading starts
-        upSince = Date.now();
-        if (stats.connects++ > 0) stats.reconnects++;
-        setStatus('connected');
-        onHello({ cursor: frame.cursor ?? null, head: frame.head ?? null, heartbeat_s: frame.heartbeat_s });
-        break;
-      case 'events': {
-        const fresh = [];
-        for (const event of frame.events) {
-          const point = cursorPoint(event.cursor);
-          if (point && last && point[0] === last[0] && point[1] <= last[1]) {
-            stats.duplicatesDropped++;
-            continue;
-          }
-          if (point) last = point;
-          resume = event.cursor;
-          fresh.push(event);
-        }
-        stats.events += fresh.length;
-        if (fresh.length) onEvents(fresh);
-        break;
-      }
-      case 'gap': {
-        // Resume strictly after the gap: the host reloads its state from its own source.
-        const gap = { ...frame };
-        delete gap.type;
-        last = cursorPoint(gap.latest_cursor);
-        resume = gap.latest_cursor ?? 'earliest';
-        stats.gaps++;
-        onGap(gap);
-        break;
-      }
-      case 'caught_up':
-        if (frame.cursor) resume = frame.cursor;
-        // A session that does not exist yet: all it gets is new, so never skip it on a reconnect.
-        else if (resume === 'latest') resume = 'earliest';
+  /** The callbacks for one frame the state accepted, and its items. */
+  function onFrame(frame, items) {
+    if (frame.type === 'hello') {
+      upSince = Date.now();
+      if (stats.connects++ > 0) stats.reconnects++;
+      setStatus('connected');
+      onHello({ cursor: frame.cursor ?? null, head: frame.head ?? null, heartbeat_s: frame.heartbeat_s });
+    } else if (frame.type === 'heartbeat') {
+      onHeartbeat(frame.head ?? null); // its arrival also fed the watchdog
+    }
+    for (const item of items) {
+      if (item.type === 'events') onEvents(item.events);
+      else if (item.type === 'gap') onGap(item.gap);
+      else {
         setStatus('caught_up');
-        onCaughtUp(frame.cursor);
-        break;
-      case 'error':
-        errorFrame = frame; // the 44xx close follows
-        break;
-      case 'heartbeat':
-        onHeartbeat(frame.head ?? null); // its arrival also fed the watchdog
-        break;
-      default:
-        break;
+        onCaughtUp(item.cursor);
+      }
     }
   }
 
@@ -266,7 +353,7 @@ export function subscribe(options) {
       end('closed');
     },
     get cursor() {
-      return resume;
+      return state.cursor;
     },
     get status() {
       return status;

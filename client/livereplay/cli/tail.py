@@ -26,7 +26,9 @@ from livereplay.protocol.errors import MalformedCursor, WrongSession
 from livereplay.protocol.frames import CaughtUpFrame, gap_frame, text
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import CaughtUp, Gap
-from livereplay.reader.client import Item, ReaderError, ReaderStatus, subscribe
+from livereplay.reader.client import ReaderStatus, subscribe
+from livereplay.reader.errors import ReaderError
+from livereplay.reader.machine import Item
 
 _encoder: Final = msgspec.json.Encoder()
 

@@ -18,6 +18,13 @@ INGEST_SUBPROTOCOL: Final = "livereplay.ingest.v1"
 TOKEN_SUBPROTOCOL_PREFIX: Final = "livereplay.token."
 INGEST_PATH: Final = "/v1/ingest"
 
+# WebSocket close codes (section 7; docs/INGEST.md): 1013 is "try again later", with
+# backoff; a 44xx is final, the client's own fault, and is not retried.
+CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_CLIENT_FAULT: Final = 4400
+CLOSE_UNAUTHENTICATED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+
 # A reader key shorter than this makes HS256 guessable offline.
 MIN_KEY_BYTES: Final = 32
 

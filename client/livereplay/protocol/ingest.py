@@ -14,9 +14,6 @@ import msgspec
 from .records import U64, msgpack_array_header
 
 PROTOCOL_VERSION: Final = 1
-# The daemon closes with this after a refusal the writer should retry later.
-CLOSE_TRY_AGAIN: Final = 1013
-CLOSE_CLIENT_FAULT: Final = 4400
 
 BatchId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 

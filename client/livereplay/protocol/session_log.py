@@ -557,7 +557,8 @@ class SessionTable:
                 "too_many_sessions", f"the daemon holds its limit of {len(self._logs)} sessions"
             )
         if not events:
-            return AppendResult(0, 0, log.tail_cursor if log else None, False, False)
+            skipped = log.skipped if log else 0
+            return AppendResult(0, 0, log.tail_cursor if log else None, False, False, 0, skipped)
         existed = log is not None
         fresh = log is None or (incarnation is not None and incarnation != log.incarnation)
         target_incarnation = incarnation or (log.incarnation if log else new_incarnation())

@@ -2,9 +2,10 @@
 
 `append` records the event in the client's local window and returns it with its
 cursor at once: no I/O, no lock the sender holds during I/O, and no exception
-because of the network. One background sender (`_sender.py`) ships the window
-to the daemon. Replay and subscriptions are served from the local window under
-the daemon's own read rules, so they never touch the network either.
+because of the network. One background sender (`sender.py`, the I/O around the
+rules of `machine.py`) ships the window to the daemon. Replay and subscriptions
+are served from the local window under the daemon's own read rules, so they
+never touch the network either.
 
 One client per runtime process: its incarnation is fresh per construction.
 """
@@ -22,6 +23,7 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from livereplay.protocol.clock import Clock, now_ms
 from livereplay.protocol.constants import CURSOR_PREFIX, INGEST_PATH, U64_MAX
 from livereplay.protocol.cursor import Cursor, StartWord, parse_cursor, valid_session_id
 from livereplay.protocol.errors import WrongSession
@@ -29,7 +31,10 @@ from livereplay.protocol.ijson import encode_payload
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import Gap, read_page
 from livereplay.writer.local_reads import WindowSubscription, decode_events
-from livereplay.writer.sender import Sender, WriterOptions, WriterRefused
+from livereplay.writer.machine import WriterRefused
+from livereplay.writer.options import WriterOptions
+from livereplay.writer.sender import Sender
+from livereplay.writer.transport import Transport
 from livereplay.writer.window import LocalWindow
 
 _SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
@@ -99,17 +104,26 @@ class LiveReplayClient:
     loop, otherwise a thread), append from any thread, and close it with
     `close(timeout)`, `await aclose(timeout)` or as a context manager; a client
     still open at interpreter exit is flushed for up to `options.exit_flush_s`.
+
+    `clock` (wall-clock milliseconds: events' `ts`, retention by age) and
+    `transport` (the connection to the daemon) are for tests to drive.
     """
 
     def __init__(
-        self, url: str, *, options: WriterOptions | None = None, token: str | None = None
+        self,
+        url: str,
+        *,
+        options: WriterOptions | None = None,
+        token: str | None = None,
+        clock: Clock = now_ms,
+        transport: Transport | None = None,
     ) -> None:
         self.options = options or WriterOptions()
         self.incarnation = uuid.uuid4().hex
         self.url = ingest_url(url)
         self._cursor_head = f"{CURSOR_PREFIX}{self.incarnation}:"
-        self._window = LocalWindow(self.incarnation, self.options.window)
-        self._sender = Sender(self.url, self._window, self.options, token)
+        self._window = LocalWindow(self.incarnation, self.options.window, clock)
+        self._sender = Sender(self.url, self._window, self.options, token, transport)
         self._closed = False
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
@@ -144,7 +158,7 @@ class LiveReplayClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
-        if (refusal := self._sender.state.refusal) is not None:
+        if (refusal := self._sender.machine.refusal) is not None:
             raise refusal
         if not self._window.knows(session_id) and not valid_session_id(session_id):
             raise ValueError("a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -")
@@ -219,26 +233,26 @@ class LiveReplayClient:
 
     def stats(self) -> WriterStats:
         counters = self._window.counters
-        state = self._sender.state
-        figures = self._window.figures()
+        backlog = self._window.backlog()
+        machine = self._sender.machine
         return WriterStats(
             incarnation=self.incarnation,
-            daemon_instance=state.instance,
-            connected=state.connected,
+            daemon_instance=machine.instance,
+            connected=machine.connected,
             appended=counters.appended,
-            buffered=figures.buffered,
-            in_flight=figures.in_flight,
+            buffered=backlog.buffered,
+            in_flight=backlog.in_flight,
             sent=counters.sent,
             acknowledged=counters.acknowledged,
             duplicates=counters.duplicates,
-            dropped=counters.dropped + figures.unnoticed_drops,
+            dropped=counters.dropped + backlog.unnoticed_drops,
             refused=counters.refused,
-            reconnects=state.reconnects,
-            connect_failures=state.connect_failures,
-            window_resends=state.window_resends,
-            retained_events=figures.retained_events,
-            retained_bytes=figures.retained_bytes,
-            refusal=None if state.refusal is None else state.refusal.code,
+            reconnects=counters.reconnects,
+            connect_failures=counters.connect_failures,
+            window_resends=counters.window_resends,
+            retained_events=backlog.retained_events,
+            retained_bytes=backlog.retained_bytes,
+            refusal=None if machine.refusal is None else machine.refusal.code,
         )
 
     # -- closing ---------------------------------------------------------------
@@ -257,7 +271,7 @@ class LiveReplayClient:
             self._sender.stop_now()
         self._window.closed = True
         self._window.wake_all()
-        return self._window.figures().buffered == 0
+        return self._window.backlog().buffered == 0
 
     def close(self, timeout: float = 5.0) -> bool:
         """Send what is buffered for up to `timeout` seconds, then stop the sender.
@@ -269,7 +283,7 @@ class LiveReplayClient:
         if self._task is not None and _on_loop_of(self._task):
             self._window.closed = True
             self._window.wake_all()
-            return self._window.figures().buffered == 0
+            return self._window.backlog().buffered == 0
         self._sender.done.wait(timeout + 2.0)
         return self._finish_close()
 

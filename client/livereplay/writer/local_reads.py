@@ -18,7 +18,6 @@ from typing import Final
 
 import msgspec
 
-from livereplay.protocol.clock import now_ms
 from livereplay.protocol.cursor import Cursor, StartWord
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import Events, Gap, ReadProgress
@@ -87,7 +86,7 @@ class WindowSubscription:
         sub = self._sub
         while True:
             snapshot = self._window.snapshot(self.session_id, sub.after(), PAGE_EVENTS)
-            for output in sub.feed(snapshot, now_ms()):
+            for output in sub.feed(snapshot, self._window.clock()):
                 if isinstance(output, Gap):
                     return output
                 if isinstance(output, Events):

@@ -32,7 +32,7 @@ from typing import Final
 
 import msgspec
 
-from livereplay.protocol.clock import now_ms
+from livereplay.protocol.clock import Clock, now_ms
 from livereplay.protocol.cursor import Cursor
 from livereplay.protocol.errors import AppendRefused
 from livereplay.protocol.ingest import IngestEvent, encoder, event_decoder
@@ -171,18 +171,24 @@ class BatchLimits:
 
 @dataclass(slots=True)
 class Counters:
+    """The writer's running totals, one set per client: the window counts events, the
+    machine (`writer/machine.py`) connections. `stats()` reads them without a lock."""
+
     appended: int = 0
     sent: int = 0
     acknowledged: int = 0
     duplicates: int = 0
     dropped: int = 0
     refused: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    window_resends: int = 0
 
 
 class LocalWindow:
     """Every session this client writes, its retention, and the sender's bookkeeping."""
 
-    def __init__(self, incarnation: str, limits: Limits, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, incarnation: str, limits: Limits, clock: Clock = now_ms) -> None:
         self.incarnation = incarnation
         self.limits = limits
         self.clock = clock
@@ -535,8 +541,8 @@ class LocalWindow:
                 out.fresh = True
                 self._pending[session_id] = None
 
-    def figures(self) -> Figures:
-        """The window's figures now, counting drops the sender has not reached yet."""
+    def backlog(self) -> Backlog:
+        """What the window holds now, counting drops the sender has not reached yet."""
         with self._lock:
             buffered = in_flight = unnoticed = 0
             for ring in self._rings.values():
@@ -549,11 +555,13 @@ class LocalWindow:
                 seen = max(out.sent, out.counted, out.ever_acked, out.uncertain)
                 unnoticed += max(0, floor - seen)
             retained = self._retained_events
-            return Figures(buffered, in_flight, unnoticed, retained, self._retained_bytes)
+            return Backlog(buffered, in_flight, unnoticed, retained, self._retained_bytes)
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
+class Backlog:
+    """The window's contents at one moment (the running totals are `Counters`)."""
+
     buffered: int  # retained and not yet acknowledged
     in_flight: int  # sent on the current connection and not yet acknowledged (retained or not)
     unnoticed_drops: int  # trimmed before any daemon had them, not yet counted in `dropped`
@@ -572,13 +580,12 @@ class Watcher:
 
 
 __all__ = [
+    "Backlog",
     "Batch",
     "BatchLimits",
     "Counters",
-    "Figures",
     "LocalWindow",
     "Outbox",
     "Ring",
     "Watcher",
-    "now_ms",
 ]
