@@ -1,4 +1,4 @@
-"""Who may open a socket: its token and the connection limits.
+"""Who may open a socket: its token and the connection limits; a refusal's close code.
 
 Host and Origin are checked before routing (guard.py). A refusal here comes
 after the handshake as one error frame and a close, so a browser sees the code
@@ -13,14 +13,18 @@ from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket
 
-from . import activity
-from .auth import AuthError, bearer, token_from_subprotocols
-from .http import client_address
-from .limits import LimitExceeded
-from .state import AppState
+from livereplay.protocol.constants import (
+    CLOSE_CLIENT_FAULT,
+    CLOSE_FORBIDDEN,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHENTICATED,
+)
 
-# "Try again later": readers and writers retry it with backoff (4429 was final).
-CLOSE_OVER_LIMIT = 1013
+from . import activity
+from .auth import bearer, token_from_subprotocols
+from .errors import DomainError
+from .http import client_address
+from .state import AppState
 
 SendError = Callable[[str, str], Awaitable[None]]
 
@@ -48,30 +52,35 @@ async def admit(
     await ws.accept(subprotocol=subprotocol)
     try:
         authorize(token)
-    except AuthError as exc:
-        refused.labels(exc.code).inc()
-        activity.socket_refused(ws.scope, exc.code)
-        await _refuse(ws, send_error, exc.code, exc.message, exc.close_code)
+    except DomainError as error:
+        refused.labels(error.code).inc()
+        activity.socket_refused(ws.scope, error.code)
+        await _refuse(ws, send_error, error)
         return None
     client = client_address(ws)
     try:
         state.connections.acquire(client)
-    except LimitExceeded as exc:
-        refused.labels(exc.code).inc()
-        activity.socket_refused(ws.scope, exc.code, limit=True)
-        await _refuse(ws, send_error, exc.code, exc.message, CLOSE_OVER_LIMIT)
+    except DomainError as error:
+        refused.labels(error.code).inc()
+        activity.socket_refused(ws.scope, error.code, limit=True)
+        await _refuse(ws, send_error, error)
         return None
     # Its close is logged when its handler returns (app.SocketRoutes).
     activity.socket_opened(ws.scope, state.activity)
     return client
 
 
-async def _refuse(
-    ws: WebSocket, send_error: SendError, code: str, message: str, close_code: int
-) -> None:
+def close_code(error: DomainError) -> int:
+    """The WebSocket close after a refusal (PROTOCOL.md 7): try again later, or which fault."""
+    if error.retryable:
+        return CLOSE_TRY_AGAIN
+    return {401: CLOSE_UNAUTHENTICATED, 403: CLOSE_FORBIDDEN}.get(error.status, CLOSE_CLIENT_FAULT)
+
+
+async def _refuse(ws: WebSocket, send_error: SendError, error: DomainError) -> None:
     with contextlib.suppress(Exception):
-        await send_error(code, message)
-    await close_quietly(ws, close_code)
+        await send_error(error.code, error.message)
+    await close_quietly(ws, close_code(error))
 
 
 async def close_quietly(ws: WebSocket, code: int) -> None:

@@ -17,8 +17,9 @@ from starlette.websockets import WebSocket
 
 from . import activity, freed, http, httpstream, inspector, openapi
 from .config import Settings
+from .errors import DomainError
 from .guard import RequestGuard
-from .http import ApiError, error_response
+from .http import error_answer, error_response
 from .ingest import ingest
 from .logs import get_logger
 from .memory import MemoryStore
@@ -67,17 +68,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             await store.close()
             log.info("stopped")
 
-    async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
         state.metrics.http_errors.labels(exc.code).inc()
         activity.request_refused(request.scope, exc.status, exc.code)
-        return error_response(exc.status, exc.code, exc.message, exc.retry_after_s)
+        return error_answer(exc)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
-        state.metrics.http_errors.labels("unavailable").inc()
-        activity.request_refused(request.scope, 503, "unavailable")
+        # A read the backend could not answer (an append's outage is already a DomainError).
         message = f"the storage backend is unavailable: {exc}"
-        return error_response(503, "unavailable", message, http.RETRY_AFTER_S["unavailable"])
+        return await domain_error(request, DomainError("unavailable", message))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         ],
         lifespan=lifespan,
         exception_handlers={
-            ApiError: api_error,
+            DomainError: domain_error,
             StoreUnavailable: store_unavailable,
             HTTPException: http_error,
         },

@@ -3,7 +3,7 @@
 Writers (runtimes) present a shared secret. Readers (host UIs) present a JWT
 signed with HS256 under `--reader-key`, scoped to one session (`sub`) or to a
 session-id prefix (`lr_prefix`), with an expiry; `livereplay.protocol.tokens`
-mints them.
+mints them. A refusal is a `DomainError`: 401 (who are you?) or 403 (not this).
 """
 
 from __future__ import annotations
@@ -16,19 +16,7 @@ import jwt
 from livereplay.protocol.constants import TOKEN_SUBPROTOCOL_PREFIX
 from livereplay.protocol.tokens import ALGORITHM, READ_SCOPE
 
-
-class AuthError(Exception):
-    """Refused: `status` is 401 (who are you?) or 403 (not this)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    @property
-    def close_code(self) -> int:
-        return 4401 if self.status == 401 else 4403
+from .errors import DomainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +51,8 @@ class Authenticator:
         if self.writer_token is None or self.is_writer(token):
             return
         if token is None:
-            raise AuthError(401, "unauthenticated", "this endpoint needs the writer token")
-        raise AuthError(403, "forbidden", "this endpoint needs the writer token")
+            raise DomainError("unauthenticated", "this endpoint needs the writer token")
+        raise DomainError("forbidden", "this endpoint needs the writer token")
 
     def check_reader(self, token: str | None, session_id: str) -> None:
         """Reading a session: a reader token that covers it, or the writer secret."""
@@ -73,11 +61,11 @@ class Authenticator:
         if self.is_writer(token):
             return
         if self.reader_key is None:
-            raise AuthError(401, "unauthenticated", "reading needs the writer token")
+            raise DomainError("unauthenticated", "reading needs the writer token")
         if token is None:
-            raise AuthError(401, "unauthenticated", "reading needs a reader token")
+            raise DomainError("unauthenticated", "reading needs a reader token")
         if not self.grant(token).allows(session_id):
-            raise AuthError(403, "forbidden", "the token does not cover this session")
+            raise DomainError("forbidden", "the token does not cover this session")
 
     def grant(self, token: str) -> ReaderGrant:
         assert self.reader_key is not None
@@ -89,18 +77,18 @@ class Authenticator:
                 options={"require": ["exp", "scope"]},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError(401, "token_expired", "the reader token has expired") from None
+            raise DomainError("token_expired", "the reader token has expired") from None
         except jwt.InvalidTokenError:
-            raise AuthError(401, "invalid_token", "the reader token is not valid") from None
+            raise DomainError("invalid_token", "the reader token is not valid") from None
         if claims.get("scope") != READ_SCOPE:
-            raise AuthError(403, "forbidden", "the token is not a reader token")
+            raise DomainError("forbidden", "the token is not a reader token")
         session_id = claims.get("sub")
         prefix = claims.get("lr_prefix")
         if not isinstance(session_id, str | None) or not isinstance(prefix, str | None):
-            raise AuthError(401, "invalid_token", "the reader token is not valid")
+            raise DomainError("invalid_token", "the reader token is not valid")
         # An empty prefix covers everything (mintable by any JWT library): never honour it.
         if not (session_id or prefix):
-            raise AuthError(401, "invalid_token", "the reader token covers no session")
+            raise DomainError("invalid_token", "the reader token covers no session")
         return ReaderGrant(session_id, prefix)
 
     def listing_grant(self, token: str | None) -> ReaderGrant | None:
@@ -109,7 +97,7 @@ class Authenticator:
         if not self.enabled or self.is_writer(token):
             return None
         if self.reader_key is None or token is None:
-            raise AuthError(401, "unauthenticated", "listing sessions needs a token")
+            raise DomainError("unauthenticated", "listing sessions needs a token")
         return self.grant(token)
 
 

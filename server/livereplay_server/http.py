@@ -1,10 +1,13 @@
-"""HTTP endpoints (PROTOCOL.md section 6), thin over the store and the rule table."""
+"""HTTP endpoints (PROTOCOL.md section 6): an adapter of service.py.
+
+A route parses the request, calls the service (or the store, for what only HTTP
+does), and a `DomainError` becomes its JSON error answer (app.py's handler).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -13,61 +16,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from livereplay.protocol import (
-    AppendRefused,
-    AppendResult,
-    Cursor,
-    Gap,
-    MalformedCursor,
-    StartWord,
-    StoredEvent,
-    WrongSession,
-    parse_start,
-    valid_session_id,
-)
-from livereplay.protocol.clock import now_ms
-from livereplay.protocol.constants import SESSION_ID_RULE
+from livereplay.protocol import Cursor, valid_session_id
 from livereplay.protocol.cursor import parse_u64
 from livereplay.protocol.errors import NotIJson
 from livereplay.protocol.frames import gap_body
 from livereplay.protocol.ijson import MAX_DEPTH, batch_is_ijson, check_json
-from livereplay.protocol.records import BatchIn, NewEvent, batch_decoder, json_encoder
-from livereplay.protocol.rules import MustWait, read_page
+from livereplay.protocol.records import BatchIn, batch_decoder, json_encoder
 
-from .auth import AuthError, ReaderGrant, bearer
-from .limits import LimitExceeded
-from .longpoll import ChangeWait
+from . import longpoll, service
+from .auth import ReaderGrant, bearer
+from .errors import RETRY_AFTER_S, DomainError
 from .state import AppState
-from .store import SessionInfo, Store, StoreUnavailable
+from .store import SessionInfo, Store
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 256
 MAX_WAIT_MS = 30_000  # a long-poll page's longest wait
-
-REFUSAL_STATUS = {
-    "incarnation_superseded": 409,
-    "event_too_large": 413,
-    "batch_too_large": 413,
-    "invalid_incarnation": 400,
-    "invalid_event": 400,
-    "too_many_sessions": 429,
-}
-# Retry-After hints where nothing better is known: sessions free up only as idle
-# ones expire; a backend outage is usually short (and readiness tells the rest).
-RETRY_AFTER_S = {"too_many_sessions": 5.0, "unavailable": 1.0}
-
-
-class ApiError(Exception):
-    """An HTTP error answer; `retry_after_s` becomes `Retry-After` (429 and 503)."""
-
-    def __init__(
-        self, status: int, code: str, message: str, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
 
 
 class JSONResponse(Response):
@@ -89,6 +53,10 @@ def error_response(
     )
 
 
+def error_answer(error: DomainError) -> Response:
+    return error_response(error.status, error.code, error.message, error.retry_after_s)
+
+
 def retry_after_header(seconds: float | None) -> str:
     return str(max(1, math.ceil(seconds or 1)))
 
@@ -106,47 +74,16 @@ def _token(request: Request) -> str | None:
 request_token = _token  # for the HTTP reader stream (httpstream.py)
 
 
-def _guard(check: Callable[[], object]) -> None:
-    try:
-        check()
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-
-
 def _as_reader(request: Request) -> str:
     """The session id of a read, once the caller may read it."""
-    state = _state(request)
     session_id: str = request.path_params["session_id"]
-    _guard(lambda: state.auth.check_reader(_token(request), session_id))
-    return _session_id(request)
+    _state(request).auth.check_reader(_token(request), session_id)
+    return service.checked_session_id(session_id)
 
 
 def _as_writer(request: Request) -> str:
-    state = _state(request)
-    _guard(lambda: state.auth.check_writer(bearer(request.headers.get("authorization"))))
-    return _session_id(request)
-
-
-def _session_id(request: Request) -> str:
-    session_id: str = request.path_params["session_id"]
-    if not valid_session_id(session_id):
-        raise ApiError(
-            400,
-            "invalid_session_id",
-            SESSION_ID_RULE,
-        )
-    return session_id
-
-
-def _start(text: str | None, session_id: str) -> Cursor | StartWord:
-    if text is None:
-        raise ApiError(400, "malformed_cursor", "the `after` query parameter is required")
-    try:
-        return parse_start(text, session_id)
-    except MalformedCursor as exc:
-        raise ApiError(400, "malformed_cursor", str(exc)) from None
-    except WrongSession as exc:
-        raise ApiError(400, "wrong_session", str(exc)) from None
+    _state(request).auth.check_writer(bearer(request.headers.get("authorization")))
+    return service.checked_session_id(request.path_params["session_id"])
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -155,7 +92,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
         return default
     value = parse_u64(text)
     if value is None or not low <= value <= high:
-        raise ApiError(400, "invalid_query", f"`{name}` must be an integer in {low}..{high}")
+        raise DomainError("invalid_query", f"`{name}` must be an integer in {low}..{high}")
     return value
 
 
@@ -176,16 +113,8 @@ async def get_cursor(request: Request) -> Response:
     revision_text = request.query_params.get("revision")
     revision = None if revision_text is None else parse_u64(revision_text)
     if revision_text is not None and revision is None:
-        raise ApiError(400, "invalid_query", "`revision` must be an unsigned 64-bit integer")
-    info = await state.store.info(session_id)
-    if info is None:
-        # During the startup grace the writer may be about to re-send the session's
-        # window: 503 `starting`, as a page of its events answers (rule 2).
-        wait_ms = state.grace_until_ms() - now_ms()
-        if wait_ms > 0:
-            message = "waiting for the writer to re-send its window; retry in a moment"
-            raise ApiError(503, "starting", message, wait_ms / 1000)
-        raise ApiError(404, "unknown_session", f"no session {session_id!r}")
+        raise DomainError("invalid_query", "`revision` must be an unsigned 64-bit integer")
+    info = await service.session_info(state, session_id)
     tail = info.tail_cursor
     cursor = (
         tail if revision is None else Cursor(tail.incarnation, revision, tail.position, session_id)
@@ -207,26 +136,12 @@ async def get_cursor(request: Request) -> Response:
 async def get_events(request: Request) -> Response:
     state = _state(request)
     session_id = _as_reader(request)
-    start = _start(request.query_params.get("after"), session_id)
+    start = service.start_of(request.query_params.get("after"), session_id, "after")
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     wait_ms = _int_param(request, "wait_ms", 0, 0, MAX_WAIT_MS)
-    # Long-poll: a page that would be empty and caught up waits for the next change.
-    waiting = (
-        ChangeWait(request.scope, state.store.changes, session_id, wait_ms) if wait_ms else None
+    events, gap, next_cursor, caught_up = await longpoll.read_page(
+        request.scope, state, session_id, start, limit, wait_ms
     )
-    try:
-        while True:
-            change = waiting.next_change() if waiting is not None else None
-            events, gap, next_cursor, caught_up = await _read_page(state, session_id, start, limit)
-            if waiting is None or change is None or events or gap is not None or not caught_up:
-                break
-            if not await waiting.wait(change):
-                break
-            # Read on from where this page ended: `latest` must not move with the tail.
-            start = next_cursor if isinstance(next_cursor, Cursor) else "earliest"
-    finally:
-        if waiting is not None:
-            waiting.close()
     body = (
         b'{"events":['
         + b",".join(e.data for e in events)
@@ -241,41 +156,21 @@ async def get_events(request: Request) -> Response:
     return Response(body, media_type="application/json")
 
 
-async def _read_page(
-    state: AppState, session_id: str, start: Cursor | StartWord, limit: int
-) -> tuple[list[StoredEvent], Gap | None, Cursor | StartWord, bool]:
-    after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else 2**64)
-    snapshot = await state.store.snapshot(
-        session_id, min(after, 2**64 - 1), limit, state.settings.max_frame_bytes
-    )
-    try:
-        events, gap, next_cursor, caught_up = read_page(
-            snapshot, start, session_id, now_ms=now_ms(), grace_until_ms=state.grace_until_ms()
-        )
-    except MustWait as wait:
-        message = "waiting for the writer to re-send its window; retry in a moment"
-        retry_after_s = max(0, wait.until_ms - now_ms()) / 1000
-        raise ApiError(503, "starting", message, retry_after_s) from None
-    if gap is not None:
-        state.metrics.gaps.labels(gap.reason.value, gap.detail.value).inc()
-    return events, gap, next_cursor, caught_up
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "batch_too_large", f"a batch is at most {limit} bytes")
+        raise DomainError("batch_too_large", f"a batch is at most {limit} bytes")
     chunks = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, "batch_too_large", f"a batch is at most {limit} bytes")
+                raise DomainError("batch_too_large", f"a batch is at most {limit} bytes")
             chunks.append(chunk)
     except ClientDisconnect:
         # Gone mid-body, or timed out (protocols.py answered 408): no one reads this.
-        raise ApiError(400, "client_disconnected", "the body was not sent whole") from None
+        raise DomainError("client_disconnected", "the body was not sent whole") from None
     return b"".join(chunks)
 
 
@@ -286,21 +181,21 @@ def decode_batch(body: bytes) -> BatchIn:
         try:
             body.decode()
         except UnicodeDecodeError:
-            raise ApiError(400, "invalid_body", "the body is not UTF-8") from None
+            raise DomainError("invalid_body", "the body is not UTF-8") from None
     try:
         batch = batch_decoder.decode(body)
     except msgspec.ValidationError as exc:
         code = "invalid_event" if "$.events[" in str(exc) else "invalid_body"
-        raise ApiError(400, code, str(exc)) from None
+        raise DomainError(code, str(exc)) from None
     except msgspec.DecodeError as exc:
         if _json_with_lone_surrogates(body):
             message = "a string is not valid Unicode (a lone surrogate)"
-            raise ApiError(400, "invalid_event", message) from None
-        raise ApiError(400, "invalid_body", f"not valid JSON: {exc}") from None
+            raise DomainError("invalid_event", message) from None
+        raise DomainError("invalid_body", f"not valid JSON: {exc}") from None
     except RecursionError:
         # The batch's own shape is shallow and checked as it is read: only a payload nests.
         message = f"a payload is nested deeper than {MAX_DEPTH} levels"
-        raise ApiError(400, "invalid_event", message) from None
+        raise DomainError("invalid_event", message) from None
     if batch_is_ijson(body, [event.payload for event in batch.events]):
         return batch  # the payloads are views of the body; the store copies them into records
     for index, event in enumerate(batch.events):
@@ -308,7 +203,7 @@ def decode_batch(body: bytes) -> BatchIn:
         try:
             check_json(payload)
         except NotIJson as exc:
-            raise ApiError(400, exc.code, f"event {index}: {exc}") from None
+            raise DomainError(exc.code, f"event {index}: {exc}") from None
         event.payload = msgspec.Raw(payload)
     return batch
 
@@ -323,65 +218,22 @@ def _json_with_lone_surrogates(body: bytes) -> bool:
     return True
 
 
-async def append(
-    state: AppState,
-    session_id: str,
-    incarnation: str | None,
-    events: Sequence[NewEvent],
-    writer: str,
-    *,
-    restore_to: int | None = None,
-    instance: str | None = None,
-) -> AppendResult:
-    """Append a batch through the store, counting the outcome; shared with the ingest socket.
-
-    `writer` names who appends, for the per-writer rate: the incarnation when the batch
-    has one, else the client's address. A batch restoring a writer's window
-    (`restore_to`) replays what the writer appended before, bounded by its window: the
-    rate neither refuses nor counts it. `instance` is the data set a writer was
-    welcomed to (see `Store.append`).
-    """
-    limit = state.settings.max_batch_events
-    if len(events) > limit:
-        state.metrics.append_refused.labels("batch_too_large").inc()
-        raise ApiError(413, "batch_too_large", f"a batch is at most {limit} events")
-    restoring = restore_to is not None and incarnation is not None
-    if restoring and (injected := state.failpoints.hit("refuse_restore")):
-        state.metrics.append_refused.labels("failpoint").inc()
-        raise ApiError(int(injected), "failpoint", "refused by the failpoint refuse_restore")
-    try:
-        if not restoring:
-            state.append_rate.take(incarnation or writer, len(events))
-    except LimitExceeded as exc:
-        state.metrics.append_refused.labels(exc.code).inc()
-        raise ApiError(429, exc.code, exc.message, exc.retry_after_s) from None
-    try:
-        result = await state.store.append(
-            session_id, incarnation, events, restore_to=restore_to, instance=instance
-        )
-    except AppendRefused as exc:
-        state.metrics.append_refused.labels(exc.code).inc()
-        status = REFUSAL_STATUS.get(exc.code, 400)
-        raise ApiError(status, exc.code, exc.message, RETRY_AFTER_S.get(exc.code)) from None
-    except StoreUnavailable as exc:
-        state.metrics.append_refused.labels("unavailable").inc()
-        raise ApiError(503, "unavailable", str(exc), RETRY_AFTER_S["unavailable"]) from None
-    state.metrics.appended.inc(result.accepted)
-    state.metrics.duplicates.inc(result.duplicates)
-    return result
-
-
 async def post_events(request: Request) -> Response:
     state = _state(request)
     session_id = _as_writer(request)
     try:
         batch = decode_batch(await read_body(request, state.settings.max_batch_bytes))
-    except ApiError as exc:
+    except DomainError as refused:
         # A batch refused before the store sees it counts as one, as on the ingest socket.
-        state.metrics.append_refused.labels(exc.code).inc()
+        state.metrics.append_refused.labels(refused.code).inc()
         raise
-    result = await append(
-        state, session_id, batch.incarnation, batch.events, client_address(request)
+    result = await service.append(
+        state,
+        session_id,
+        batch.incarnation,
+        batch.events,
+        client_address(request),
+        payloads_checked=True,
     )
     return JSONResponse(
         {
@@ -398,7 +250,7 @@ async def post_trim(request: Request) -> Response:
     session_id = _as_writer(request)
     trimmed = await state.store.trim(session_id)
     if trimmed is None:
-        raise ApiError(404, "unknown_session", f"no session {session_id!r}")
+        raise service.unknown_session(session_id)
     return JSONResponse({"trimmed": trimmed})
 
 
@@ -406,16 +258,13 @@ async def delete_session(request: Request) -> Response:
     state = _state(request)
     session_id = _as_writer(request)
     if not await state.store.delete(session_id):
-        raise ApiError(404, "unknown_session", f"no session {session_id!r}")
+        raise service.unknown_session(session_id)
     return Response(status_code=204)
 
 
 async def list_sessions(request: Request) -> Response:
     state = _state(request)
-    try:
-        grant = state.auth.listing_grant(_token(request))
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    grant = state.auth.listing_grant(_token(request))
     after = request.query_params.get("after")
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
     # One more than a page tells whether another follows, so the last page says so.

@@ -1,13 +1,14 @@
 """The reader stream over plain HTTP: SSE or NDJSON, chosen by `Accept` (PROTOCOL.md 6, 8).
 
-`GET /v1/sessions/{id}/stream?cursor=C` without a WebSocket upgrade. Everything a
-refusal needs is decided before the response starts, as an HTTP error: auth (401,
-403; Host and Origin are checked before any route, guard.py), a form the client did
-not ask for (406), a client fault (400), a connection limit (429 with
-`Retry-After`). Then the response streams the frames `reading.follow` sends, the
-same loop as the WebSocket's, with its timeouts, heartbeats, live fan-out and
-`lagged` gaps; only the codec (http_codec.py) differs. A `Last-Event-ID` header
-(a reconnecting `EventSource`) takes the place of `cursor` and wins over it.
+`GET /v1/sessions/{id}/stream?cursor=C` without a WebSocket upgrade. Every
+refusal is decided before the response starts and answered as an HTTP error (a
+`DomainError`): auth (401, 403; Host and Origin are checked before any route,
+guard.py), a form the client did not ask for (406), a client fault (400), a
+connection limit (429 with `Retry-After`). Then the response streams the frames
+`reading.follow` sends, the same loop as the WebSocket's, with its timeouts,
+heartbeats, live fan-out and `lagged` gaps; only the codec (http_codec.py)
+differs. A `Last-Event-ID` header (a reconnecting `EventSource`) takes the place
+of `cursor` and wins over it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from starlette.types import Receive, Scope, Send
 
 from livereplay.protocol import Cursor, StartWord
 
-from . import activity, http_codec, sockets
-from .auth import AuthError
+from . import activity, http_codec, service, sockets
 from .codec import Codec
-from .http import ApiError, client_address, error_response, request_token
-from .limits import LimitExceeded
+from .errors import DomainError
+from .http import client_address, error_answer, request_token
 from .reading import Connection, follow, noticing_close
 from .state import AppState
-from .stream import ClientFault, parse_request
 
 # How long the end of a stream may take to go out before the connection is dropped.
 END_TIMEOUT_S = 1.0
@@ -36,22 +35,16 @@ END_TIMEOUT_S = 1.0
 async def get_stream(request: Request) -> Response:
     state: AppState = request.app.state.livereplay
     session_id: str = request.path_params["session_id"]
-    try:
-        state.auth.check_reader(request_token(request), session_id)
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    state.auth.check_reader(request_token(request), session_id)
     codec = http_codec.choose_codec(request.headers.get("accept"))
     if codec is None:
         message = (
             f"ask for `Accept: {http_codec.SSE_MEDIA_TYPE}` (SSE) or "
             f"`{http_codec.NDJSON_MEDIA_TYPE}` (NDJSON), or open a WebSocket"
         )
-        raise ApiError(406, "not_acceptable", message)
+        raise DomainError("not_acceptable", message)
     cursor = request.headers.get("last-event-id") or request.query_params.get("cursor")
-    try:
-        start = parse_request(session_id, cursor)
-    except ClientFault as fault:
-        raise ApiError(400, fault.code, fault.message) from None
+    start = service.stream_start(session_id, cursor)
     return ReaderStream(state, codec, session_id, start, client_address(request))
 
 
@@ -88,12 +81,11 @@ class ReaderStream(Response):
         state = self.state
         try:
             state.connections.acquire(self.client)
-        except LimitExceeded as exc:
-            state.metrics.connections_refused.labels(exc.code).inc()
-            state.metrics.http_errors.labels(exc.code).inc()
-            activity.socket_refused(scope, exc.code, limit=True)
-            refusal = error_response(429, exc.code, exc.message, exc.retry_after_s)
-            await refusal(scope, receive, send)
+        except DomainError as refused:
+            state.metrics.connections_refused.labels(refused.code).inc()
+            state.metrics.http_errors.labels(refused.code).inc()
+            activity.socket_refused(scope, refused.code, limit=True)
+            await error_answer(refused)(scope, receive, send)
             return
         activity.socket_opened(scope, state.activity)  # logged like a WebSocket reader's
         try:

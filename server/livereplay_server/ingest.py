@@ -1,7 +1,8 @@
 """The writer's ingest WebSocket (docs/INGEST.md): msgpack batches in, one answer per batch.
 
-Batches go through `http.append`, the same path and metrics as `POST .../events`,
-so both channels share one set of rules. Messages are handled one at a time in
+Batches go through `service.append`, the same path and metrics as `POST
+.../events`, so both channels share one set of rules; a `DomainError` becomes a
+`refused`, with `retry` when the error is worth retrying. Messages are handled one at a time in
 arrival order: a writer may pipeline batches, and uvicorn stops reading the
 socket until the handler asks for the next message, so the daemon never holds
 more than one batch per connection. After a refusal worth retrying (backend down,
@@ -18,16 +19,10 @@ import math
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from livereplay.protocol import valid_session_id
-from livereplay.protocol.constants import INGEST_SUBPROTOCOL, SESSION_ID_RULE
-from livereplay.protocol.errors import NotIJson
-from livereplay.protocol.ijson import check_json
+from livereplay.protocol.constants import CLOSE_CLIENT_FAULT, CLOSE_TRY_AGAIN, INGEST_SUBPROTOCOL
 from livereplay.protocol.ingest import (
-    CLOSE_CLIENT_FAULT,
-    CLOSE_TRY_AGAIN,
     PROTOCOL_VERSION,
     Ack,
-    Append,
     Error,
     Refused,
     Welcome,
@@ -36,9 +31,9 @@ from livereplay.protocol.ingest import (
     encoder,
 )
 
-from . import sockets
+from . import service, sockets
 from .admission import admit, close_quietly
-from .http import ApiError, append
+from .errors import DomainError
 from .logs import get_logger
 from .state import AppState
 
@@ -47,8 +42,6 @@ log = get_logger("livereplay.ingest")
 # msgspec raises these besides DecodeError: for a string that is not UTF-8, and for
 # values nested deeper than the stack allows.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-# Refusals a writer should retry after a pause (HTTP statuses of the same codes).
-RETRY_STATUSES = frozenset({429, 503})
 
 
 class WriterGone(Exception):
@@ -133,18 +126,12 @@ async def _handle(state: AppState, data: bytes, client: str, instance: str) -> A
             batch_id = batch_id_decoder.decode(data).id
         except _UNDECODABLE:
             return None
-        return _refused(state, batch_id, "invalid_body", str(exc))
-    refusal = _check(state, batch)
-    if refusal is not None:
-        return refusal
-    # The payloads' own bytes are what the store keeps: checked here, never re-encoded.
-    for i, event in enumerate(batch.events):
-        try:
-            check_json(event.payload)
-        except NotIJson as exc:
-            return _refused(state, batch.id, exc.code, f"event {i}: {exc}")
+        # Refused before the service sees it, counted like the service's own refusals.
+        state.metrics.append_refused.labels("invalid_body").inc()
+        return Refused(batch_id, "invalid_body", str(exc))
     try:
-        result = await append(
+        # The payloads' own bytes are what the store keeps: checked there, never re-encoded.
+        result = await service.append(
             state,
             batch.session_id,
             batch.incarnation,
@@ -153,31 +140,19 @@ async def _handle(state: AppState, data: bytes, client: str, instance: str) -> A
             restore_to=batch.restore_to,
             instance=instance,
         )
-    except ApiError as exc:
-        if exc.status not in RETRY_STATUSES:
-            return Refused(batch.id, exc.code, exc.message)
-        # The same hint as HTTP's Retry-After, in milliseconds.
-        wait_ms = max(1, math.ceil((exc.retry_after_s or 1.0) * 1000))
-        return Refused(batch.id, exc.code, exc.message, True, wait_ms)
+    except DomainError as refused:
+        return refusal(batch.id, refused)
     tail = None if result.tail_cursor is None else str(result.tail_cursor)
     return Ack(batch.id, result.accepted, result.duplicates, tail, result.holes, result.skipped)
 
 
-def _check(state: AppState, batch: Append) -> Refused | None:
-    if not valid_session_id(batch.session_id):
-        return _refused(
-            state,
-            batch.id,
-            "invalid_session_id",
-            SESSION_ID_RULE,
-        )
-    return None
-
-
-def _refused(state: AppState, batch_id: int, code: str, message: str) -> Refused:
-    """A refusal found before the store was asked, counted like the store's own."""
-    state.metrics.append_refused.labels(code).inc()
-    return Refused(batch_id, code, message)
+def refusal(batch_id: int, error: DomainError) -> Refused:
+    """The answer to a refused batch: one worth retrying says when, in milliseconds, as
+    HTTP's `Retry-After` does in seconds."""
+    if not error.retryable:
+        return Refused(batch_id, error.code, error.message)
+    wait_ms = max(1, math.ceil((error.retry_after_s or 1.0) * 1000))
+    return Refused(batch_id, error.code, error.message, True, wait_ms)
 
 
 async def _send(ws: WebSocket, state: AppState, message: Welcome | Ack | Refused | Error) -> None:

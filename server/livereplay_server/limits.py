@@ -7,15 +7,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
-class LimitExceeded(Exception):
-    """`retry_after_s`: when trying again can succeed, if known."""
-
-    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
+from .errors import DomainError
 
 
 @dataclass(slots=True)
@@ -29,9 +21,9 @@ class ConnectionLimiter:
 
     def acquire(self, client: str) -> None:
         if self.total >= self.max_total:
-            raise LimitExceeded("too_many_connections", "the daemon is at its connection limit")
+            raise DomainError("too_many_connections", "the daemon is at its connection limit")
         if self.per_client[client] >= self.max_per_client:
-            raise LimitExceeded(
+            raise DomainError(
                 "too_many_connections", "this client address is at its connection limit"
             )
         self.total += 1
@@ -82,7 +74,7 @@ class RateLimiter:
         # refused forever; the next batches wait until the debt is paid.
         if events > bucket.tokens and bucket.tokens < self.burst:
             wait_s = (min(events, self.burst) - bucket.tokens) / self.rate
-            raise LimitExceeded(
+            raise DomainError(
                 "rate_limited",
                 f"over the append rate of {self.rate:g} events/s for this writer",
                 wait_s,

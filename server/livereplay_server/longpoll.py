@@ -14,9 +14,39 @@ from typing import Any
 
 from starlette.types import Scope
 
-from . import sockets
+from livereplay.protocol import Cursor, StartWord
+
+from . import service, sockets
 from .reading import first_of
+from .state import AppState
 from .store import ChangeFeed
+
+
+async def read_page(
+    scope: Scope,
+    state: AppState,
+    session_id: str,
+    start: Cursor | StartWord,
+    limit: int,
+    wait_ms: int,
+) -> service.Page:
+    """The page `service.read_page` answers, or with `wait_ms`, the first one after a
+    change when it would be empty and caught up (or the last read when the wait ends)."""
+    if not wait_ms:
+        return await service.read_page(state, session_id, start, limit)
+    waiting = ChangeWait(scope, state.store.changes, session_id, wait_ms)
+    try:
+        while True:
+            change = waiting.next_change()
+            page = await service.read_page(state, session_id, start, limit)
+            if page.events or page.gap is not None or not page.caught_up:
+                return page
+            if not await waiting.wait(change):
+                return page
+            # Read on from where this page ended: `latest` must not move with the tail.
+            start = page.next_cursor if isinstance(page.next_cursor, Cursor) else "earliest"
+    finally:
+        waiting.close()
 
 
 class ChangeWait:

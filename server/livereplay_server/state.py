@@ -43,7 +43,7 @@ class AppState:
             heartbeat_s=s.heartbeat_s,
         )
         self.store.changes.listener = self.broadcaster.changed
-        # Two seconds' worth; a writer re-sending its window is not counted (http.append).
+        # Two seconds' worth; a writer re-sending its window is not counted (service.append).
         self.append_rate = RateLimiter(s.max_append_rate, 2 * s.max_append_rate)
 
     def grace_until_ms(self) -> int:

@@ -1,7 +1,8 @@
 """The reader WebSocket: backlog, `caught_up`, then live events, with gaps as frames.
 
-The handler admits the socket (token, connection limits), parses the request, and
-hands the reader to `reading.follow`, the loop every reader transport shares; only
+The handler admits the socket (token, connection limits), asks the service where
+the stream starts (a refusal is an error frame and a close), and hands the reader
+to `reading.follow`, the loop every reader transport shares; only
 how a frame goes out is the WebSocket's own. A closed socket (or uvicorn's 1012 on
 shutdown) is noticed at once through our socket handle.
 """
@@ -13,24 +14,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from livereplay.protocol import (
-    Cursor,
-    MalformedCursor,
-    StartWord,
-    WrongSession,
-    parse_start,
-    valid_session_id,
-)
-from livereplay.protocol.constants import SESSION_ID_RULE
 from livereplay.protocol.frames import ErrorFrame
 
 from . import codec as codecs
-from . import sockets
-from .admission import admit, close_quietly
+from . import service, sockets
+from .admission import admit, close_code, close_quietly
+from .errors import DomainError
 from .reading import Connection, ReaderGone, follow, noticing_close
 from .state import AppState
 
-CLOSE_CLIENT_FAULT = 4400
 CLOSE_INTERNAL = 1011
 
 
@@ -78,12 +70,12 @@ async def stream(ws: WebSocket) -> None:
 async def _stream(conn: Connection, ws: WebSocket) -> None:
     state = conn.state
     try:
-        start = parse_request(conn.session_id, ws.query_params.get("cursor"))
-    except ClientFault as fault:
+        start = service.stream_start(conn.session_id, ws.query_params.get("cursor"))
+    except DomainError as fault:
         state.metrics.connections_refused.labels(fault.code).inc()
         with contextlib.suppress(ReaderGone):
             await conn.send(ErrorFrame(fault.code, fault.message))
-        await close_quietly(ws, CLOSE_CLIENT_FAULT)
+        await close_quietly(ws, close_code(fault))
         return
     socket = sockets.socket_of(ws.scope)
     if socket is not None:
@@ -94,22 +86,3 @@ async def _stream(conn: Connection, ws: WebSocket) -> None:
             ok = await follow(conn, start, lost, None)
     if not ok:
         await close_quietly(ws, CLOSE_INTERNAL)
-
-
-class ClientFault(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def parse_request(session_id: str, cursor: str | None) -> Cursor | StartWord:
-    """Where a reader starts, or `ClientFault` (PROTOCOL.md 7: answered before anything)."""
-    if not valid_session_id(session_id):
-        raise ClientFault("invalid_session_id", SESSION_ID_RULE)
-    if cursor is None:
-        raise ClientFault("malformed_cursor", "the `cursor` query parameter is required")
-    try:
-        return parse_start(cursor, session_id)
-    except (MalformedCursor, WrongSession) as exc:
-        raise ClientFault(exc.code, str(exc)) from None
