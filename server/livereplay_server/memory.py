@@ -14,7 +14,7 @@ from livereplay.protocol import (
     Snapshot,
     StoredEvent,
 )
-from livereplay.protocol.clock import now_ms
+from livereplay.protocol.clock import Clock, now_ms
 from livereplay.protocol.records import NewEvent
 from livereplay.protocol.rules import Head, contiguous
 
@@ -61,12 +61,13 @@ class LogSource:
 
 
 class MemoryStore:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, clock: Clock = now_ms) -> None:
         self.table = SessionTable(limits)
         self.changes = ChangeFeed()
         self.instance_id = uuid.uuid4().hex
         self.instance_known = True
-        self.data_since_ms = now_ms()
+        self._clock = clock  # every time rule reads this one (tests drive it)
+        self.data_since_ms = clock()
 
     async def start(self) -> None:
         pass
@@ -85,7 +86,9 @@ class MemoryStore:
     ) -> AppendResult:
         if instance is not None and instance != self.instance_id:
             raise StoreUnavailable("this daemon's memory is not the one the writer knew")
-        result = self.table.append(session_id, incarnation, events, now_ms(), restore_to=restore_to)
+        result = self.table.append(
+            session_id, incarnation, events, self._clock(), restore_to=restore_to
+        )
         if result.accepted or result.took_over:
             self.changes.notify(session_id)
         self._tell_evicted()
@@ -99,20 +102,22 @@ class MemoryStore:
 
     async def snapshot(self, session_id: str, after: int, limit: int, max_bytes: int) -> Snapshot:
         # Age is enforced on read too, so an expired event is never served.
-        self.table.trim(session_id, now_ms())
+        self.table.trim(session_id, self._clock())
         return Snapshot.of(self.table.get(session_id), after, limit, max_bytes)
 
     def live(self, session_id: str) -> LogSource | None:
-        self.table.trim(session_id, now_ms())  # an expired event is never served live either
+        self.table.trim(session_id, self._clock())  # an expired event is never served live either
         log = self.table.get(session_id)
         return None if log is None else LogSource(log)
 
     async def info(self, session_id: str) -> SessionInfo | None:
+        # A session's figures never count an expired event either (as Redis's read script).
+        self.table.trim(session_id, self._clock())
         log = self.table.get(session_id)
         return session_info(log) if log else None
 
     async def trim(self, session_id: str) -> int | None:
-        dropped = self.table.trim(session_id, now_ms())
+        dropped = self.table.trim(session_id, self._clock())
         if dropped:
             self.changes.notify(session_id)
         return dropped
@@ -135,6 +140,7 @@ class MemoryStore:
                 if log.session_id > prefix:
                     break
                 continue
+            self.table.trim(log.session_id, self._clock())
             page.append(session_info(log))
         return page
 
@@ -155,6 +161,6 @@ class MemoryStore:
 
     def sweep(self) -> None:
         """Age out events and forget idle sessions; readers of a forgotten one get a gap."""
-        for session_id in self.table.expire(now_ms()):
+        for session_id in self.table.expire(self._clock()):
             self.changes.notify(session_id)
         self._tell_evicted()

@@ -46,7 +46,7 @@ from livereplay.protocol import (
     Snapshot,
     StoredEvent,
 )
-from livereplay.protocol.clock import now_ms
+from livereplay.protocol.clock import Clock, now_ms
 from livereplay.protocol.constants import U64_MAX
 from livereplay.protocol.records import NewEvent, RecordEncoder
 from livereplay.protocol.session_log import MAX_HOLES, MAX_SUPERSEDED, check_batch, new_incarnation
@@ -252,9 +252,13 @@ def subscriber_pool(url: str) -> ConnectionPool:
 
 
 class RedisStore:
-    def __init__(self, limits: Limits, url: str, prefix: str) -> None:
+    def __init__(self, limits: Limits, url: str, prefix: str, clock: Clock = now_ms) -> None:
         self.limits = limits
         self.prefix = prefix
+        # Every time rule (event ts, age, restore deadlines, the live windows' ages) reads
+        # this clock and hands the scripts the time. Idle expiry alone runs on Redis's clock:
+        # Redis expires the keys itself (PEXPIRE), with no daemon sweeping.
+        self._clock = clock
         self._pool = command_pool(url)
         self._client = Redis(connection_pool=self._pool)
         self._feed = RedisChangeFeed(
@@ -268,7 +272,7 @@ class RedisStore:
         # Provisional until Redis answers; then the data set's own id and birth time.
         self.instance_id = new_incarnation()
         self.instance_known = False
-        self.data_since_ms = now_ms()
+        self.data_since_ms = clock()
         self._instance_value = ""  # the instance key's value: id and birth time
         self._reads = 0  # snapshots read from Redis (livereplay_redis_reads_total)
         self._trimmed = {"events": 0, "bytes": 0, "age": 0}
@@ -344,7 +348,7 @@ class RedisStore:
         writers then re-send their windows, and readers wait for them a startup grace)."""
         key = self._instance_key
         with unavailable_on_error():
-            await self._client.set(key, f"{new_incarnation()}:{now_ms()}", nx=True)
+            await self._client.set(key, f"{new_incarnation()}:{self._clock()}", nx=True)
             value = await self._client.get(key)
         if value is None:
             return
@@ -386,7 +390,7 @@ class RedisStore:
         raise AssertionError("unreachable")
 
     def _read_args(self, after: int, limit: int, max_bytes: int) -> list[Any]:
-        return [str(after), limit, max_bytes, now_ms(), self.limits.max_age_ms]
+        return [str(after), limit, max_bytes, self._clock(), self.limits.max_age_ms]
 
     # -- writing ----------------------------------------------------------------
 
@@ -408,7 +412,7 @@ class RedisStore:
         if not events and incarnation is None:
             info = await self.info(session_id)
             return AppendResult(0, 0, info.tail_cursor if info else None, False, False)
-        now = now_ms()
+        now = self._clock()
         if incarnation is not None:
             staged = [(e.position or 0, e) for e in events]
             reply = await self._run_append(
@@ -627,7 +631,7 @@ class RedisStore:
         args = [
             limits.max_events_per_session,
             limits.max_bytes_per_session,
-            now_ms(),
+            self._clock(),
             limits.max_age_ms,
             self._channel(session_id),
         ]
@@ -667,7 +671,7 @@ class RedisStore:
         never read Redis (redis_live.py)."""
         if not self._feed.live:
             return None
-        return self._feed.windows.get(session_id, now_ms())
+        return self._feed.windows.get(session_id, self._clock())
 
     async def info(self, session_id: str) -> SessionInfo | None:
         reply = await self._eval(READ, self._keys(session_id)[:3], self._read_args(0, 0, 0))

@@ -11,7 +11,7 @@ import msgspec
 
 from livereplay import Cursor, StartWord
 from livereplay.protocol import AppendResult, ReadProgress, StoredEvent
-from livereplay.protocol.clock import now_ms
+from livereplay.protocol.clock import Clock, now_ms
 from livereplay.protocol.records import EventIn
 from livereplay.protocol.rules import Gap, Output, read_page
 from livereplay_server.store import Store
@@ -19,6 +19,24 @@ from livereplay_server.store import Store
 INC = "writer-1"
 PAGE = 512
 FRAME_BYTES = 1 << 20
+# How often `eventually` tries again, and how far a fake clock moves meanwhile.
+POLL_S = 0.05
+
+
+class FakeClock:
+    """The stores' clock in tests: time passes only when a test says so (`advance`).
+
+    It starts at the real time: Redis expires idle sessions on its own clock anyway.
+    """
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.ms = now_ms() if start_ms is None else start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
 
 
 def events(
@@ -66,25 +84,33 @@ async def page(
     return pos(stored), gap, next_cursor, caught_up
 
 
-async def follow(store: Store, sub: ReadProgress) -> list[Output]:
-    """Feed a subscription until it waits for a change, as the reader socket does."""
+async def follow(store: Store, sub: ReadProgress, clock: Clock = now_ms) -> list[Output]:
+    """Feed a subscription until it waits for a change, as the reader socket does
+    (`clock`: the store's, when a restore deadline or the grace matters)."""
     out: list[Output] = []
     while True:
         snapshot = await store.snapshot(sub.session_id, sub.after(), PAGE, FRAME_BYTES)
-        out += sub.feed(snapshot, now_ms())
+        out += sub.feed(snapshot, clock())
         if not sub.more:
             return out
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], store: Store, timeout: float = 5.0
+    check: Callable[[], Awaitable[bool]],
+    store: Store,
+    clock: FakeClock | None = None,
+    timeout: float = 5.0,
 ) -> None:
-    """Poll `check`, running the store's periodic sweep between tries."""
+    """Poll `check`, running the store's periodic sweep between tries. With `clock`, the
+    fake clock moves on as much as real time between tries: for what Redis expires on
+    its own clock (idle sessions) while the memory store reads the fake one."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"
         store.sweep()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_S)
+        if clock is not None:
+            clock.advance(int(POLL_S * 1000))
 
 
 async def changed(future: asyncio.Future[None], timeout: float = 2.0) -> bool:

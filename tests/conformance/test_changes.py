@@ -11,7 +11,7 @@ import pytest
 from livereplay import AppendRefused
 from livereplay_server.store import Store
 from tests.conformance.conftest import MakeStore
-from tests.conformance.helpers import append, changed, eventually
+from tests.conformance.helpers import FakeClock, append, changed, eventually
 
 Action = Callable[[Store], Awaitable[object]]
 
@@ -60,18 +60,22 @@ async def test_readers_are_told_of_every_change_and_only_of_changes(
     assert await changed(future, timeout=2.0 if expected else 0.3) is expected
 
 
-async def test_a_trim_that_drops_events_tells_readers(make_store: MakeStore) -> None:
+async def test_a_trim_that_drops_events_tells_readers(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     store = await make_store(max_age_ms=200)
     store.changes.watch("s")
     await append(store, "s", [1])
     future = await caught_up(store)
-    await asyncio.sleep(0.25)
+    clock.advance(250)
     assert await store.trim("s") == 1
     assert await changed(future)
     store.changes.unwatch("s")
 
 
-async def test_a_reader_hears_of_its_session_expiring(make_store: MakeStore) -> None:
+async def test_a_reader_hears_of_its_session_expiring(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     store = await make_store(session_idle_ttl_ms=300)
     store.changes.watch("s")
     await append(store, "s", [1])
@@ -80,7 +84,7 @@ async def test_a_reader_hears_of_its_session_expiring(make_store: MakeStore) -> 
     async def told() -> bool:
         return future.done()
 
-    await eventually(told, store)
+    await eventually(told, store, clock)
     assert await store.info("s") is None
     store.changes.unwatch("s")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from livereplay import GapDetail, GapReason
 from livereplay.protocol import ReadProgress
 from livereplay.protocol.rules import CaughtUp, Events, Gap, Hello
@@ -10,11 +12,11 @@ from tests.conformance.conftest import MakeStore
 from tests.conformance.helpers import append, cursor, follow, page
 
 
-def positions(out: list[object]) -> list[int]:
+def positions(out: Sequence[object]) -> list[int]:
     return [e.position for o in out if isinstance(o, Events) for e in o.events]
 
 
-def gaps(out: list[object]) -> list[Gap]:
+def gaps(out: Sequence[object]) -> list[Gap]:
     return [o for o in out if isinstance(o, Gap)]
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from livereplay import GapDetail
 from tests.conformance.conftest import MakeStore
-from tests.conformance.helpers import append, cursor, eventually, page
+from tests.conformance.helpers import FakeClock, append, cursor, eventually, page
 
 
 async def test_retention_by_events_keeps_the_newest(make_store: MakeStore) -> None:
@@ -37,29 +35,32 @@ async def test_retention_by_bytes_counts_each_events_json_encoding(make_store: M
     assert (await page(store, "s", cursor(4)))[0][-1] == 6
 
 
-async def test_retention_by_age_never_serves_an_expired_event(make_store: MakeStore) -> None:
+async def test_retention_by_age_never_serves_an_expired_event(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     store = await make_store(max_age_ms=600)
     await append(store, "s", [1, 2])
-    await asyncio.sleep(0.4)
+    clock.advance(400)
     await append(store, "s", [3])
-    await asyncio.sleep(0.3)
+    clock.advance(300)
     _, gap, _, _ = await page(store, "s", cursor(0))
     assert gap is not None and gap.detail == GapDetail.RETENTION
     assert gap.earliest_cursor == cursor(3)
     assert (await page(store, "s", cursor(2)))[0] == [3]
-    await asyncio.sleep(0.4)
+    clock.advance(400)
     # The metadata outlives the events: the tail still resumes without a gap.
     assert await page(store, "s", cursor(3)) == ([], None, cursor(3), True)
     info = await store.info("s")
     assert info is not None and info.retained_events == 0 and info.tail_cursor == cursor(3)
 
 
-async def test_trim_applies_retention_now(make_store: MakeStore) -> None:
+async def test_trim_applies_retention_now(make_store: MakeStore, clock: FakeClock) -> None:
     store = await make_store(max_age_ms=200)
     assert await store.trim("s") is None
     await append(store, "s", range(1, 4))
-    assert await store.trim("s") == 0
-    await asyncio.sleep(0.25)
+    clock.advance(199)
+    assert await store.trim("s") == 0  # younger than max_age: kept
+    clock.advance(1)
     assert await store.trim("s") == 3
     info = await store.info("s")
     assert info is not None and info.retained_events == 0 and info.retained_bytes == 0
@@ -88,19 +89,22 @@ async def test_a_hole_just_below_the_window_still_answers_a_cursor_before_it(
     assert gap is not None and gap.detail == GapDetail.RETENTION
 
 
-async def test_an_idle_session_expires_with_its_metadata(make_store: MakeStore) -> None:
+async def test_an_idle_session_expires_with_its_metadata(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     store = await make_store(session_idle_ttl_ms=300)
     await append(store, "idle", [1])
     await append(store, "busy", [1])
     await append(store, "idle", [1], incarnation="writer-2")
-    for position in range(2, 6):
-        await asyncio.sleep(0.1)
-        await append(store, "busy", [position])
+    busy = 1
 
     async def idle_gone() -> bool:
+        nonlocal busy
+        busy += 1  # appended to between tries: it never idles
+        await append(store, "busy", [busy])
         return await store.info("idle") is None
 
-    await eventually(idle_gone, store)
+    await eventually(idle_gone, store, clock)
     assert await store.info("busy") is not None
     # Its superseded incarnations are forgotten with it.
     assert (await append(store, "idle", [1])).created

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from livereplay_server.store import Store
 from tests.conformance.conftest import MakeStore
-from tests.conformance.helpers import append, cursor, eventually
+from tests.conformance.helpers import FakeClock, append, cursor, eventually
 
 
 async def test_sessions_are_listed_in_id_order_page_by_page(store: Store) -> None:
@@ -45,14 +45,14 @@ async def test_a_prefix_lists_only_the_sessions_under_it(store: Store) -> None:
     assert await listed(None, 10, "nobody") == []
 
 
-async def test_expired_sessions_leave_the_list(make_store: MakeStore) -> None:
+async def test_expired_sessions_leave_the_list(make_store: MakeStore, clock: FakeClock) -> None:
     store = await make_store(session_idle_ttl_ms=200)
     await append(store, "gone", [1])
 
     async def gone() -> bool:
         return [i.session_id for i in await store.list_sessions(None, 10)] == []
 
-    await eventually(gone, store)
+    await eventually(gone, store, clock)
 
 
 async def test_stats_add_up_the_retained_window(make_store: MakeStore) -> None:

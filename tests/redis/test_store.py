@@ -50,7 +50,9 @@ async def test_keys_live_under_the_prefix_in_one_slot_per_session(
     await append(store, "s:1", [3], incarnation="writer-2")
     await append(store, "s:1", [4, 9], incarnation="writer-2")
     await append(store, "t", [1])
-    keys = sorted(k.decode() for k in await client.keys(f"{redis_prefix}:*"))
+    keys = sorted(
+        k.decode() if isinstance(k, bytes) else k for k in await client.keys(f"{redis_prefix}:*")
+    )
     base = f"{redis_prefix}:{{s:1}}:"
     assert keys == sorted(
         [
@@ -63,6 +65,7 @@ async def test_keys_live_under_the_prefix_in_one_slot_per_session(
     assert len({key_slot(k.encode()) for k in keys if k.startswith(base)}) == 1
     # Stream entry IDs are the positions.
     entries = await client.xrange(base + "stream")
+    assert entries is not None
     assert [e[0] for e in entries] == [b"3-0", b"4-0", b"9-0"]
     assert await client.lrange(base + "holes", 0, -1) == [b"5:8"]
     assert await client.lrange(base + "superseded", 0, -1) == [INC.encode()]
