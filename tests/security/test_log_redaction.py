@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
+from typing import Any
 
 import httpx
 import pytest
@@ -56,12 +57,13 @@ async def test_tokens_never_reach_the_log_file() -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
         # Refused before the handshake: uvicorn logs the path and its query.
-        for url, extra in [
+        refused: list[tuple[str, dict[str, Any]]] = [
             (f"{base}&token={own}", {}),
             (f"{base}&token={urllib.parse.quote(other)}", {}),
             (base, {"subprotocols": ["livereplay.v1.json", f"livereplay.token.{prefix}"]}),
             (base, {"additional_headers": {"Authorization": f"Bearer {own}"}}),
-        ]:
+        ]
+        for url, extra in refused:
             with pytest.raises(InvalidStatus):
                 async with open_stream(url, origin="https://evil.example", **extra):
                     pass

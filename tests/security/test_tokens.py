@@ -88,4 +88,4 @@ async def test_a_real_prefix_still_reads(daemon: InProcessDaemon) -> None:
 @pytest.mark.parametrize("scope", ["session_id", "session_prefix"])
 def test_minting_refuses_an_empty_scope(scope: str) -> None:
     with pytest.raises(ValueError, match="empty"):
-        mint_reader_token(KEY, **{scope: ""})
+        mint_reader_token(KEY, **{scope: ""})  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -90,8 +91,9 @@ def read_until_closed(socks: list[socket.socket], timeout: float) -> dict[int, t
             if left <= 0:
                 break
             for key, _ in selector.select(left):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                sock = ready
                 try:
                     chunk = sock.recv(65536)
                 except ConnectionResetError:
@@ -132,7 +134,7 @@ def test_cut_off_readers_give_back_their_sockets_and_memory(held: list[socket.so
         for wave in range(1, 4):
             held.extend(stalled_reader(daemon.port, path) for _ in range(100))
             wait_until(
-                lambda n=100 * wave: cut_off(n),
+                partial(cut_off, 100 * wave),
                 15,
                 f"wave {wave} of stalled readers was not cut off",
             )
@@ -345,7 +347,7 @@ def test_http_connections_over_the_limit_get_503_and_websockets_are_not_counted(
 def _healthz_ok(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(base_url + "/healthz", timeout=2) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except urllib.error.HTTPError:
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from typing import Any
 
 import httpx
 import msgspec
@@ -244,7 +245,7 @@ async def test_lagged_gap_when_a_slow_reader_falls_out_of_the_window() -> None:
             # than every socket buffer in between.
             for start in range(11, 400, 5):
                 await append(client, "s-1", [big] * 5, incarnation=INC, first_position=start)
-            frames = []
+            frames: list[dict[str, Any]] = []
             while not frames or frames[-1]["type"] != "gap":
                 frames.append(await recv(ws, timeout=10))
             seen = positions(frames)
