@@ -274,7 +274,8 @@ test('a 10,000-event burst: shown at once, a bounded DOM, filters, pause, jump t
 
     // Pause: new events are counted, not shown; jump to live shows them.
     await page.locator('#pause').click();
-    assert.equal(await page.locator('#pause').getAttribute('aria-pressed'), 'true');
+    // The page renders on the next animation frame: wait for it, do not race it.
+    await page.locator('#pause[aria-pressed="true"]').waitFor();
     await appendTurns(daemon, 'burst', [1, 2, 3, 4, 5].map((i) => event(BURST + i)), { firstPosition: BURST + 1 });
     await page.locator('#pending').filter({ hasText: 'paused · 5 new since' }).waitFor();
     await page.locator('#count-events').filter({ hasText: /^10,005$/ }).waitFor();
@@ -282,7 +283,7 @@ test('a 10,000-event burst: shown at once, a bounded DOM, filters, pause, jump t
     assert.equal(await page.locator(`#log li.event[data-position="${BURST + 5}"]`).count(), 0);
     await page.locator('#live').click();
     await page.locator(`#log li.event[data-position="${BURST + 5}"]`).waitFor();
-    assert.equal(await page.locator('#pause').getAttribute('aria-pressed'), 'false');
+    await page.locator('#pause[aria-pressed="false"]').waitFor();
     assert.ok(await page.locator('#live').isHidden());
     assert.equal(await page.locator('#log li').count(), DOM_ROWS);
 
