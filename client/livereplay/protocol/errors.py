@@ -1,7 +1,7 @@
 """One hierarchy for everything livereplay raises on purpose.
 
 `ProtocolError` carries one of the protocol's error codes (PROTOCOL.md section 6)
-and a message for people; the daemon's refusals (`livereplay_server.service.
+and a message for people; the daemon's refusals (`livereplay_server.errors.
 DomainError`) and the clients' refusals derive from it, so a caller catches one
 class and reads one `code`.
 """

@@ -24,9 +24,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from livereplay.protocol.clock import Clock, now_ms
-from livereplay.protocol.constants import CURSOR_PREFIX, INGEST_PATH, U64_MAX
+from livereplay.protocol.constants import CURSOR_PREFIX, INGEST_PATH, SESSION_ID_RULE, U64_MAX
 from livereplay.protocol.cursor import Cursor, StartWord, parse_cursor, valid_session_id
-from livereplay.protocol.errors import WrongSession
+from livereplay.protocol.errors import LiveReplayError, WrongSession
 from livereplay.protocol.ijson import encode_payload
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import Gap, read_page
@@ -40,7 +40,7 @@ from livereplay.writer.window import LocalWindow
 _SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
-class ClientClosed(RuntimeError):
+class ClientClosed(LiveReplayError, RuntimeError):
     """The client was closed; it takes no more appends."""
 
 
@@ -161,7 +161,7 @@ class LiveReplayClient:
         if (refusal := self._sender.machine.refusal) is not None:
             raise refusal
         if not self._window.knows(session_id) and not valid_session_id(session_id):
-            raise ValueError("a session id is 1..256 characters of A-Z a-z 0-9 . _ ~ : @ + -")
+            raise ValueError(SESSION_ID_RULE)
         if not isinstance(revision, int) or not 0 <= revision <= U64_MAX:
             raise ValueError("a revision is an unsigned 64-bit integer")
         data = encode_payload(payload)

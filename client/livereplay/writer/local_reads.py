@@ -19,6 +19,7 @@ from typing import Final
 import msgspec
 
 from livereplay.protocol.cursor import Cursor, StartWord
+from livereplay.protocol.errors import LiveReplayError
 from livereplay.protocol.records import EventOut
 from livereplay.protocol.rules import Events, Gap, ReadProgress
 from livereplay.writer.window import LocalWindow, Watcher
@@ -31,7 +32,7 @@ def decode_events(data: list[bytes]) -> list[EventOut]:
     return [_event_decoder.decode(d) for d in data]
 
 
-class SubscriberLagged(Exception):
+class SubscriberLagged(LiveReplayError):
     """The subscription fell behind the window (its next event was trimmed).
 
     Resubscribe from the last cursor you handled; `gap` says what was lost.

@@ -18,6 +18,7 @@ from typing import Final
 
 from livereplay.backoff import Backoff
 from livereplay.protocol.clock import Clock
+from livereplay.protocol.errors import ProtocolError
 from livereplay.protocol.ingest import (
     PROTOCOL_VERSION,
     Ack,
@@ -37,14 +38,12 @@ FINAL_REFUSALS: Final = frozenset({"unauthenticated", "forbidden", "invalid_toke
 LOSS_LOG_INTERVAL_MS: Final = 5_000
 
 
-class WriterRefused(Exception):
+class WriterRefused(ProtocolError):
     """The daemon refused this writer for good (its token is missing, wrong or does not
     allow writing): nothing more is sent, and `append` raises this from then on."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"the daemon refused this writer: {code} ({message})")
-        self.code = code
-        self.message = message
+    def __str__(self) -> str:
+        return f"the daemon refused this writer: {self.code} ({self.message})"
 
 
 @dataclass(frozen=True, slots=True)
