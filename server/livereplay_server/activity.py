@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from prometheus_client import Counter
 from starlette.types import Scope
 
+from livereplay.protocol.constants import INGEST_PATH
+
 from .logs import get_logger
 from .metrics import Metrics
 
@@ -49,7 +51,7 @@ def peer(scope: Scope) -> str:
 def socket_kind(scope: Scope) -> Kind:
     """The ingest socket is a writer's; every other socket a reader's (also before routing)."""
     path: str = scope.get("path", "")
-    return "writer" if path.rstrip("/").endswith("/v1/ingest") else "reader"
+    return "writer" if path.rstrip("/").endswith(INGEST_PATH) else "reader"
 
 
 def socket_opened(scope: Scope, activity: Activity) -> None:

@@ -15,6 +15,8 @@ from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from livereplay.protocol.constants import INGEST_PATH
+
 from . import activity, freed, http, httpstream, inspector, openapi
 from .config import Settings
 from .errors import DomainError
@@ -90,7 +92,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return response
 
     session = "/v1/sessions/{session_id:str}"
-    sockets = [WebSocketRoute(session + "/stream", stream), WebSocketRoute("/v1/ingest", ingest)]
+    sockets = [WebSocketRoute(session + "/stream", stream), WebSocketRoute(INGEST_PATH, ingest)]
     routes = [
         Route(session + "/cursor", http.get_cursor, methods=["GET"]),
         # The reader stream over plain HTTP (SSE, NDJSON); its WebSocket is in `sockets`.

@@ -102,7 +102,7 @@ class Settings:
     )
     reader_key: str = field(
         default="",
-        metadata={"help": "HMAC key that signs reader tokens (at least 32 bytes)"},
+        metadata={"help": f"HMAC key that signs reader tokens (at least {MIN_KEY_BYTES} bytes)"},
     )
     reader_key_file: str = field(default="", metadata={"help": "read --reader-key from this file"})
     allowed_origins: tuple[str, ...] = field(

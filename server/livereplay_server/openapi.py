@@ -13,7 +13,14 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livereplay.protocol.constants import U64_MAX
+from livereplay.protocol.constants import (
+    INGEST_PATH,
+    INGEST_SUBPROTOCOL,
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    TOKEN_SUBPROTOCOL_PREFIX,
+    U64_MAX,
+)
 from livereplay.protocol.cursor import INCARNATION_RE, SESSION_ID_RE
 
 from .http import DEFAULT_PAGE, MAX_PAGE, MAX_WAIT_MS, JSONResponse
@@ -40,7 +47,11 @@ WEBSOCKETS: Final[Schema] = {
     "/v1/sessions/{session_id}/stream": {
         "summary": "reader stream: backlog after `cursor`, `caught_up`, then live events",
         "query": {"cursor": START_DESCRIPTION, "token": "reader token (or writer token)"},
-        "subprotocols": ["livereplay.v1.json", "livereplay.v1.msgpack", "livereplay.token.<token>"],
+        "subprotocols": [
+            JSON_SUBPROTOCOL,
+            MSGPACK_SUBPROTOCOL,
+            f"{TOKEN_SUBPROTOCOL_PREFIX}<token>",
+        ],
         "frames": ["hello", "events", "caught_up", "gap", "heartbeat", "error"],
         "close_codes": {
             "4400": "malformed or wrong cursor, invalid session id, missing cursor",
@@ -54,9 +65,9 @@ WEBSOCKETS: Final[Schema] = {
         "spec": "PROTOCOL.md section 7",
         "plain_http": "the same stream without an upgrade: `paths` (SSE or NDJSON)",
     },
-    "/v1/ingest": {
+    INGEST_PATH: {
         "summary": "writer ingest: MessagePack `append` batches in, `ack` / `refused` out",
-        "subprotocols": ["livereplay.ingest.v1"],
+        "subprotocols": [INGEST_SUBPROTOCOL],
         "frames": ["welcome", "ack", "refused", "error"],
         "close_codes": {
             "4400": "a frame that is not an `append` with an `id`",

@@ -1,7 +1,7 @@
 """One reader's stream, whatever carries it: WebSocket (stream.py) or HTTP (httpstream.py).
 
 A thin I/O loop around `ReadProgress`: it reads a snapshot after the reader's
-position, sends what the subscription answers, and when caught up joins the
+position, sends the frames it answers, and when caught up joins the
 session's live group (broadcast.py) or waits for the session's next change. The
 transports differ only in how a frame's bytes go out (`Connection.deliver`) and
 in their codec; every send has a timeout, after which the connection is aborted.

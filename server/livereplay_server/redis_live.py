@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from livereplay.protocol import Cursor, StoredEvent
+from livereplay.protocol.constants import MiB
 from livereplay.protocol.rules import contiguous
 
 # A window keeps about what a few live frames need: readers further behind read Redis.
 WINDOW_EVENTS: Final = 1024
-WINDOW_BYTES: Final = 4 * 1024 * 1024
+WINDOW_BYTES: Final = 4 * MiB
 # All of a daemon's windows together: past this, the least recently told are let go.
-WINDOWS_BYTES: Final = 64 * 1024 * 1024
+WINDOWS_BYTES: Final = 64 * MiB
 
 
 class Malformed(ValueError):

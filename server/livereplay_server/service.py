@@ -26,7 +26,7 @@ from livereplay.protocol import (
     valid_session_id,
 )
 from livereplay.protocol.clock import now_ms
-from livereplay.protocol.constants import SESSION_ID_RULE
+from livereplay.protocol.constants import SESSION_ID_RULE, U64_MAX
 from livereplay.protocol.errors import NotIJson
 from livereplay.protocol.ijson import check_json
 from livereplay.protocol.records import NewEvent
@@ -138,10 +138,8 @@ async def read_page(
 ) -> Page:
     """One replay page after `start`, at most `limit` events; 503 `starting` while a
     writer may still be re-sending the events it would hold (rule 2)."""
-    after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else 2**64)
-    snapshot = await state.store.snapshot(
-        session_id, min(after, 2**64 - 1), limit, state.settings.max_frame_bytes
-    )
+    after = start.position if isinstance(start, Cursor) else (0 if start == "earliest" else U64_MAX)
+    snapshot = await state.store.snapshot(session_id, after, limit, state.settings.max_frame_bytes)
     try:
         page = Page(
             *rules.read_page(

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from livereplay.cli.common import DEFAULT_URL, daemon_url, env_default, number
-from livereplay.protocol.constants import U64_MAX
+from livereplay.protocol.constants import U64_MAX, MiB
 from livereplay.protocol.cursor import valid_session_id
 from livereplay.protocol.errors import NotIJson
 from livereplay.protocol.ijson import check_json
@@ -46,7 +46,7 @@ _answer: Final = msgspec.json.Decoder(dict[str, Any])
 # Well under the daemon's default batch limits (4096 events, 4 MiB); a daemon with
 # lower ones answers 413 batch_too_large and the batch is sent in halves.
 BATCH_EVENTS: Final = 1000
-BATCH_BYTES: Final = 1024 * 1024
+BATCH_BYTES: Final = MiB
 # uvicorn closes an idle keep-alive connection after 5 s: a request on one idle
 # longer could meet that close, and a lost answer cannot be retried safely.
 IDLE_REUSE_S: Final = 2.0
