@@ -27,7 +27,7 @@ from typing import Final, Literal
 from livereplay.backoff import Backoff
 from livereplay.protocol.constants import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, MiB
 from livereplay.protocol.rules import CaughtUp
-from livereplay.reader.errors import ReaderError, ReaderProtocolError, ReaderRefused
+from livereplay.reader.errors import ReaderError
 from livereplay.reader.machine import Item, ReaderMachine, ReaderStats
 from livereplay.reader.transport import (
     Closed,
@@ -253,13 +253,8 @@ def subscribe(
 
 __all__ = [
     "TOKEN_HEADER",
-    "Item",
     "Reader",
-    "ReaderError",
     "ReaderOptions",
-    "ReaderProtocolError",
-    "ReaderRefused",
-    "ReaderStats",
     "ReaderStatus",
     "ReconnectPolicy",
     "stream_url",

@@ -18,7 +18,7 @@ import time
 import msgspec
 
 from livereplay.protocol.ingest import ServerMessage, server_decoder
-from livereplay.writer.machine import Decision, Reconnect, Stop, WriterMachine, WriterRefused
+from livereplay.writer.machine import Decision, Reconnect, Stop, WriterMachine
 from livereplay.writer.options import WriterOptions
 from livereplay.writer.transport import (
     CONNECTION_ERRORS,
@@ -262,4 +262,4 @@ def _log_reconnect(decision: Reconnect) -> None:
         log.warning("livereplay connection lost: %s", decision.reason)
 
 
-__all__ = ["ProtocolFault", "Sender", "WriterOptions", "WriterRefused", "monotonic_ms"]
+__all__ = ["ProtocolFault", "Sender", "monotonic_ms"]
