@@ -92,11 +92,11 @@ async def append(
     (`restore_to`) replays what the writer appended before, bounded by its window: the
     rate neither refuses nor counts it. `instance` is the data set a writer was
     welcomed to (see `Store.append`). `payloads_checked`: the transport has already
-    checked every payload is I-JSON (HTTP does, on the whole body at once).
+    checked every payload is I-JSON (HTTP does, on the whole body at once); else each
+    is checked here, and the first that is not is refused by its index.
     """
     try:
-        if not valid_session_id(session_id):
-            raise DomainError("invalid_session_id", SESSION_ID_RULE)
+        checked_session_id(session_id)
         if not payloads_checked:
             _check_payloads(events)
         limit = state.settings.max_batch_events
@@ -128,7 +128,7 @@ async def append(
 def _check_payloads(events: Sequence[NewEvent]) -> None:
     for index, event in enumerate(events):
         try:
-            check_json(event.payload)
+            check_json(bytes(event.payload))  # no copy for bytes (ingest)
         except NotIJson as exc:
             raise DomainError(exc.code, f"event {index}: {exc}") from None
 
