@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from livereplay import AppendRefused, Cursor
+from livereplay import AppendRefused, Cursor, Limits
 from livereplay.protocol import AppendResult, ReadProgress, Snapshot
 from livereplay.protocol.records import EventIn, NewEvent
 from livereplay.protocol.rules import CaughtUp, Events, Gap, Hello, MustWait, Output, read_page
@@ -54,6 +54,14 @@ MAX_BYTES = 900
 MAX_AGE = 400
 MAX_EVENT = 350
 RESTORE_WAIT = 500
+# The bounds every run shares; the table's own run adds a budget and idle expiry.
+LIMITS = Limits(
+    max_events_per_session=MAX_EVENTS,
+    max_bytes_per_session=MAX_BYTES,
+    max_age_ms=MAX_AGE,
+    max_event_bytes=MAX_EVENT,
+    restore_wait_ms=RESTORE_WAIT,
+)
 UUID_LEN = 32  # a daemon-made incarnation (uuid4 hex), for sizing a batch that is refused
 
 # -- the reference model -----------------------------------------------------------

@@ -12,18 +12,14 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from livereplay import Limits
 from livereplay.protocol import AppendResult, Snapshot
 from livereplay.protocol.clock import Clock
 from livereplay.protocol.records import NewEvent
 from livereplay_server.memory import MemoryStore
 from livereplay_server.store import Store
 from tests.conformance.model import (
-    MAX_AGE,
-    MAX_BYTES,
-    MAX_EVENT,
+    LIMITS,
     MAX_EVENTS,
-    RESTORE_WAIT,
     SESSIONS,
     LogModel,
     Reference,
@@ -35,13 +31,6 @@ from tests.support.redis import delete_prefix, unique_prefix
 T = TypeVar("T")
 # No memory budget and no idle expiry within a run: Redis has neither (it expires idle
 # sessions on its own clock); tests/core/test_model.py checks both on the table.
-LIMITS = Limits(
-    max_events_per_session=MAX_EVENTS,
-    max_bytes_per_session=MAX_BYTES,
-    max_age_ms=MAX_AGE,
-    max_event_bytes=MAX_EVENT,
-    restore_wait_ms=RESTORE_WAIT,
-)
 WHOLE = MAX_EVENTS + 1  # a page that holds every retained event
 SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)
 

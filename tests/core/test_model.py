@@ -4,21 +4,19 @@ the in-memory table applies exactly (the stores are checked in tests/conformance
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import settings
 from hypothesis.stateful import invariant, rule
 
-from livereplay import Limits
 from livereplay.protocol import AppendResult, SessionTable, Snapshot
 from livereplay.protocol.records import NewEvent
 from livereplay.protocol.session_log import EVENT_COST, HOLE_COST, SESSION_COST, SUPERSEDED_COST
+from tests.conformance.model import LIMITS as SHARED_LIMITS
 from tests.conformance.model import (
-    MAX_AGE,
     MAX_BYTES,
-    MAX_EVENT,
     MAX_EVENTS,
-    RESTORE_WAIT,
     LogModel,
     Reference,
     decoded,
@@ -29,14 +27,8 @@ IDLE_TTL = 3000
 # Room for two sessions' own cost (with superseded incarnations and a few holes) and
 # about three events: a third session is over it, and sessions are forgotten.
 BUDGET = 2 * (SESSION_COST + 1 + 32 + 8 * SUPERSEDED_COST + 2 * HOLE_COST) + 3 * (EVENT_COST + 300)
-LIMITS = Limits(
-    max_events_per_session=MAX_EVENTS,
-    max_bytes_per_session=MAX_BYTES,
-    max_age_ms=MAX_AGE,
-    memory_budget_bytes=BUDGET,
-    session_idle_ttl_ms=IDLE_TTL,
-    max_event_bytes=MAX_EVENT,
-    restore_wait_ms=RESTORE_WAIT,
+LIMITS = dataclasses.replace(
+    SHARED_LIMITS, memory_budget_bytes=BUDGET, session_idle_ttl_ms=IDLE_TTL
 )
 
 
